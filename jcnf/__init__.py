@@ -1,0 +1,9 @@
+"""jcnf: conditional normalizing flows in JAX, on distrax, Flax and optax."""
+
+from jcnf import bijectors, distributions, flows, nets
+from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
+
+__version__ = "0.1.0"
+
+__all__ = ["bijectors", "distributions", "flows", "nets", "ConditionalFlow", "ConditionalGlow",
+           "ConditionalRealNVP", "__version__"]

@@ -1,0 +1,62 @@
+"""ActNorm: a per-channel affine map with data-dependent initialization (Glow)."""
+
+from __future__ import annotations
+
+import distrax
+import jax.numpy as jnp
+from jax import Array
+
+
+def _num_positions(x: Array, event_ndims: int) -> int:
+    """Number of positions sharing one channel parameter inside an event."""
+    count = 1
+    for size in x.shape[x.ndim - event_ndims:-1]:
+        count *= size
+    return count
+
+
+class ActNorm(distrax.Bijector):
+    """y = (x + loc) * exp(log_scale), per channel (the last axis).
+
+    The forward direction maps value towards latent. Parameters are shared over
+    every non-channel axis of the event, so the log-det is the sum of
+    `log_scale` times the number of positions (height * width for images).
+    """
+
+    def __init__(self, loc: Array, log_scale: Array, event_ndims: int = 3):
+        """Initializes the bijector.
+
+        Args:
+          loc: per-channel shift, shape [channels].
+          log_scale: per-channel log scale, shape [channels].
+          event_ndims: rank of one event (3 for HWC images, 1 for vectors).
+        """
+        super().__init__(event_ndims_in=event_ndims)
+        self.loc = loc
+        self.log_scale = log_scale
+
+    def _log_det(self, x: Array) -> Array:
+        log_det = _num_positions(x, self.event_ndims_in) * jnp.sum(self.log_scale)
+        return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
+
+    def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        return (x + self.loc) * jnp.exp(self.log_scale), self._log_det(x)
+
+    def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        return y * jnp.exp(-self.log_scale) - self.loc, -self._log_det(y)
+
+
+def actnorm_initial_params(x: Array, eps: float = 1e-6) -> tuple[Array, Array]:
+    """Data-dependent init: the first batch leaves ActNorm zero-mean, unit-variance.
+
+    Args:
+      x: a batch of inputs, channels last.
+      eps: keeps the log-scale finite for a channel that is constant in the batch.
+
+    Returns:
+      (loc, log_scale), each of shape [channels].
+    """
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes)
+    std = jnp.std(x, axis=axes)
+    return -mean, -jnp.log(std + eps)

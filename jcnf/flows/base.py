@@ -1,0 +1,127 @@
+"""The public API shared by jcnf's conditional flows.
+
+A flow is one bijection value -> latent, conditioned on the context, onto a
+standard-normal latent of the value's shape. Conditional base densities and
+split priors are part of that bijection (they standardize their part of the
+latent), so `log p(value | context) = log N(z; 0, I) + log|det dz/dvalue|`
+and sampling at temperature T inverts z = T * eps.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jcnf import _checks
+from jcnf.flows.distribution import flow_distribution
+from jcnf.flows.layers import ShapeMarker
+
+_HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+def standard_normal_log_prob(z: Array, event_ndims: int) -> Array:
+    """log N(z; 0, I) summed over the last `event_ndims` axes."""
+    axes = tuple(range(z.ndim - event_ndims, z.ndim))
+    return jnp.sum(-0.5 * jnp.square(z) - _HALF_LOG_2PI, axis=axes)
+
+
+class ConditionalFlow(nn.Module):
+    """Base class: subclasses define `_forward`, `_inverse` and `_check_inputs`.
+
+    Attributes shared by all flows:
+      check_finite: report NaN/inf inputs (a `ValueError` eagerly; a
+        `checkify` error under jit, when wrapped in `checkify.checkify`).
+    """
+
+    def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        return self.shape_marker(event_shape)
+
+    # Subclass hooks ---------------------------------------------------------
+    def _check_inputs(self, value: Optional[Array], context: Array) -> None:
+        raise NotImplementedError
+
+    def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    # Public API -------------------------------------------------------------
+    def __call__(self, value: Array, context: Array) -> Array:
+        return self.log_prob(value, context)
+
+    def forward_and_log_det(self, value: Array, context: Array) -> tuple[Array, Array]:
+        """Maps value to latent.
+
+        Args:
+          value: [batch, *event_shape].
+          context: [batch, ...] (the model's context layout).
+
+        Returns:
+          The latent z with the value's shape, and log|det dz/dvalue| of shape [batch].
+        """
+        self._check_inputs(value, context)
+        if self.check_finite:
+            _checks.check_finite("value", value)
+            _checks.check_finite("context", context)
+        self._marker(tuple(value.shape[1:]))
+        return self._forward(value, context)
+
+    def inverse_and_log_det(self, z: Array, context: Array) -> tuple[Array, Array]:
+        """Maps latent to value; returns (value, log|det dvalue/dz|), the latter [batch]."""
+        event_shape = self._marker()
+        self._check_inputs(None, context)
+        _checks.check_float_array("z", z, f"[batch, {', '.join(map(str, event_shape))}]", (len(event_shape) + 1,))
+        if tuple(z.shape[1:]) != event_shape:
+            raise ValueError(f"`z` must have shape [batch, {', '.join(map(str, event_shape))}]; "
+                             f"got {_checks.describe(z)}.")
+        _checks.check_same_batch("z", z, "context", context)
+        if self.check_finite:
+            _checks.check_finite("z", z)
+            _checks.check_finite("context", context)
+        return self._inverse(z, context)
+
+    def inverse(self, z: Array, context: Array) -> Array:
+        """Maps latent to value, shape [batch, *event_shape]."""
+        return self.inverse_and_log_det(z, context)[0]
+
+    def log_prob(self, value: Array, context: Array) -> Array:
+        """log p(value | context) in nats, shape [batch]."""
+        z, log_det = self.forward_and_log_det(value, context)
+        return standard_normal_log_prob(z, z.ndim - 1) + log_det
+
+    def sample_and_log_prob(self, rng: Array, context: Array,
+                            temperature: float = 1.0) -> tuple[Array, Array]:
+        """Draws one value per context row, with the model's log-density of each.
+
+        Args:
+          rng: a `jax.random` key.
+          context: [batch, ...].
+          temperature: latent scale T; z = T * eps. T = 0 gives the mode of the latents.
+
+        Returns:
+          values [batch, *event_shape] and log p(value | context) [batch].
+        """
+        event_shape = self._marker()
+        z = temperature * jax.random.normal(rng, (context.shape[0],) + event_shape)
+        value, inverse_log_det = self.inverse_and_log_det(z, context)
+        return value, standard_normal_log_prob(z, len(event_shape)) - inverse_log_det
+
+    def sample(self, rng: Array, context: Array, temperature: float = 1.0) -> Array:
+        """Draws one value per context row at the given temperature, [batch, *event_shape]."""
+        return self.sample_and_log_prob(rng, context, temperature)[0]
+
+    def distribution(self, context: Array, temperature: float = 1.0) -> distrax.Distribution:
+        """p(value | context) as a `distrax.Distribution` (use on a bound module)."""
+        self._check_inputs(None, context)
+        return flow_distribution(self, context, self._marker(), temperature)
+
+
+def make_shape_marker() -> ShapeMarker:
+    """The submodule every flow owns to remember its value's event shape."""
+    return ShapeMarker()

@@ -1,0 +1,145 @@
+"""ConditionalGlow: a multi-scale Glow for images, conditioned on a context.
+
+Each of the L levels is squeeze(2x2) -> K x (ActNorm, LU 1x1 conv, conditional
+coupling) -> split; the factored-out half is standardized by a split prior
+p(z_out | z_kept, h_l) and the last level by the top prior p(z | h_L). The
+context encoder gives one feature map h_l per level (Winkler et al. 2019).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import Array
+
+from jcnf import _checks
+from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
+from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
+from jcnf.flows.base import ConditionalFlow, make_shape_marker
+from jcnf.flows.layers import GlowStep
+from jcnf.nets.encoder import ContextEncoder
+
+
+def _standardize(z: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
+    return (z - mean) * jnp.exp(-log_scale), -jnp.sum(log_scale, axis=(1, 2, 3))
+
+
+def _unstandardize(eps: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
+    return mean + jnp.exp(log_scale) * eps, jnp.sum(log_scale, axis=(1, 2, 3))
+
+
+class ConditionalGlow(ConditionalFlow):
+    """p(value | context) for images, value [B, H, W, C] float (NHWC).
+
+    The context is an image at the value's resolution [B, H, W, c], at that
+    resolution divided by an integer factor [B, H/r, W/r, c], or a vector [B, d].
+
+    Attributes:
+      levels: number of levels L; H and W must be divisible by 2^L.
+      steps: flow steps K per level.
+      hidden: width of the coupling networks.
+      coupling: "affine" (default), "additive" or "spline".
+      num_bins: spline bins when coupling="spline".
+      context_features: channels of the encoder's feature maps.
+      encoder_blocks: residual blocks of the context encoder.
+      dtype: computation dtype of the networks (e.g. jnp.bfloat16); the flow's
+        bijective math and parameters stay float32.
+      check_finite: report non-finite inputs instead of returning NaN.
+    """
+
+    levels: int = 3
+    steps: int = 8
+    hidden: int = 512
+    coupling: str = "affine"
+    num_bins: int = 8
+    context_features: int = 64
+    encoder_blocks: int = 2
+    dtype: Optional[jnp.dtype] = None
+    check_finite: bool = False
+
+    def setup(self):
+        if self.levels < 1 or self.steps < 1:
+            raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
+        self.shape_marker = make_shape_marker()
+        self.encoder = ContextEncoder(self.context_features, self.encoder_blocks, dtype=self.dtype)
+        self.flow_steps = [GlowStep(self.hidden, self.coupling, self.num_bins, self.dtype)
+                           for _ in range(self.levels * self.steps)]
+        self.split_priors = [SplitPrior() for _ in range(self.levels - 1)]
+        self.top_prior = ConditionalDiagGaussian()
+
+    def _check_inputs(self, value: Optional[Array], context: Array) -> None:
+        _checks.check_float_array("context", context, "[batch, height/r, width/r, channels] or [batch, features]",
+                                  (2, 4))
+        if value is None:
+            value_spatial = self._marker()[:2]
+        else:
+            _checks.check_float_array("value", value, "[batch, height, width, channels]", (4,))
+            _checks.check_same_batch("value", value, "context", context)
+            value_spatial = value.shape[1:3]
+            divisor = 2 ** self.levels
+            if value_spatial[0] % divisor or value_spatial[1] % divisor:
+                raise ValueError(f"`value` height and width must be divisible by 2^levels = {divisor}; "
+                                 f"got {_checks.describe(value)}.")
+        if context.ndim == 4:
+            height, width = value_spatial
+            ch, cw = context.shape[1:3]
+            if height % ch or width % cw or height // ch != width // cw:
+                raise ValueError(
+                    f"`context` image must be the value's resolution {height}x{width} divided by one integer "
+                    f"factor; got {_checks.describe(context)}.")
+
+    def _features(self, context: Array, event_shape: tuple[int, ...]) -> list[Array]:
+        return self.encoder(context, tuple(event_shape[:2]), self.levels)
+
+    def _level_steps(self, level: int) -> list[GlowStep]:
+        return self.flow_steps[level * self.steps:(level + 1) * self.steps]
+
+    def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
+        features = self._features(context, value.shape[1:])
+        x = value
+        log_det = jnp.zeros(value.shape[0], value.dtype)
+        factored = []
+        for level in range(self.levels):
+            x = squeeze2x2(x)
+            for step in self._level_steps(level):
+                x, step_log_det = step(x, features[level])
+                log_det += step_log_det
+            if level < self.levels - 1:
+                kept, out = jnp.split(x, 2, axis=-1)
+                eps, prior_log_det = _standardize(out, *self.split_priors[level](kept, features[level]))
+                factored.append(eps)
+                x = kept
+            else:
+                mean, log_scale = self.top_prior(features[level], x.shape[1:], x.shape[0])
+                x, prior_log_det = _standardize(x, mean, log_scale)
+            log_det += prior_log_det
+        # Reassemble the latents in the value's layout: concatenating each level's
+        # factored half back and undoing its squeeze mirrors the decomposition.
+        z = unsqueeze2x2(x)
+        for eps in reversed(factored):
+            z = unsqueeze2x2(jnp.concatenate([z, eps], axis=-1))
+        return z, log_det
+
+    def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
+        features = self._features(context, z.shape[1:])
+        factored = []
+        for _ in range(self.levels - 1):
+            z = squeeze2x2(z)
+            z, eps = jnp.split(z, 2, axis=-1)
+            factored.append(eps)
+        z = squeeze2x2(z)
+        mean, log_scale = self.top_prior(features[-1], z.shape[1:], z.shape[0])
+        x, log_det = _unstandardize(z, mean, log_scale)
+        for level in reversed(range(self.levels)):
+            if level < self.levels - 1:
+                out, prior_log_det = _unstandardize(factored[level],
+                                                    *self.split_priors[level](x, features[level]))
+                x = jnp.concatenate([x, out], axis=-1)
+                log_det += prior_log_det
+            for step in reversed(self._level_steps(level)):
+                x, step_log_det = step(x, features[level], inverse=True)
+                log_det += step_log_det
+            x = unsqueeze2x2(x)
+        return x, log_det

@@ -1,0 +1,133 @@
+"""Flax layers that own a bijector's parameters and call its math.
+
+Each layer maps `(x, ..., inverse)` to `(y, log_det)`: forward is value ->
+latent; `inverse=True` runs the bijector's inverse with its log-det.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import distrax
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import Array
+
+from jcnf.bijectors.actnorm import ActNorm, actnorm_initial_params
+from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
+from jcnf.bijectors.coupling import coupling_param_size, make_coupling
+from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
+
+
+def apply_bijector(bijector: distrax.Bijector, x: Array, inverse: bool) -> tuple[Array, Array]:
+    """Runs a bijector in the requested direction, returning (output, log_det)."""
+    return bijector.inverse_and_log_det(x) if inverse else bijector.forward_and_log_det(x)
+
+
+class ActNormLayer(nn.Module):
+    """ActNorm whose parameters are initialised from the first batch seen in `init`."""
+
+    event_ndims: int = 3
+
+    @nn.compact
+    def __call__(self, x: Array, inverse: bool = False) -> tuple[Array, Array]:
+        # The initializers close over x: `model.init` runs forward on the example
+        # batch, so they see the activations arriving at this layer.
+        loc = self.param("loc", lambda _: actnorm_initial_params(x)[0])
+        log_scale = self.param("log_scale", lambda _: actnorm_initial_params(x)[1])
+        return apply_bijector(ActNorm(loc, log_scale, self.event_ndims), x, inverse)
+
+
+class InvConv1x1Layer(nn.Module):
+    """LU-parameterized 1x1 convolution, initialised as a random rotation."""
+
+    event_ndims: int = 3
+
+    @nn.compact
+    def __call__(self, x: Array, inverse: bool = False) -> tuple[Array, Array]:
+        channels = x.shape[-1]
+        key = self.make_rng("params") if self.is_initializing() else None
+        # One key for the three factors, so they are the LU of the same rotation.
+        # (Flax also calls initializers abstractly in `apply` to check shapes;
+        # then any key will do.)
+        lower, upper, log_diag = (
+            self.param(name, lambda rng, i=i: random_rotation_lu(rng if key is None else key, channels)[i])
+            for i, name in enumerate(("lower", "upper", "log_diag")))
+        return apply_bijector(InvConv1x1(lower, upper, log_diag, event_ndims=self.event_ndims), x, inverse)
+
+
+class CouplingLayer(nn.Module):
+    """A conditional coupling over the last axis with a conv (images) or MLP (vectors) conditioner.
+
+    Attributes:
+      kind: "affine", "additive" or "spline".
+      hidden: width of the conditioner.
+      swap: transform the first part instead of the second.
+      num_bins: spline bins.
+      dtype: computation dtype of a convolutional conditioner.
+    """
+
+    kind: str = "affine"
+    hidden: int = 64
+    swap: bool = False
+    num_bins: int = 8
+    dtype: Optional[jnp.dtype] = None
+
+    @nn.compact
+    def __call__(self, x: Array, features: Optional[Array], inverse: bool = False) -> tuple[Array, Array]:
+        size = x.shape[-1]
+        split_index = size // 2
+        transformed = split_index if self.swap else size - split_index
+        out = coupling_param_size(self.kind, transformed, self.num_bins)
+        if x.ndim == 4:
+            net = ConvCouplingNet(out, self.hidden, dtype=self.dtype)
+            event_ndims = 3
+        else:
+            net = MLPCouplingNet(out, self.hidden)
+            event_ndims = 1
+        bijector = make_coupling(self.kind, net, features, split_index, event_ndims, self.swap, self.num_bins)
+        return apply_bijector(bijector, x, inverse)
+
+
+class GlowStep(nn.Module):
+    """ActNorm -> LU 1x1 conv -> conditional coupling; the context enters only the coupling."""
+
+    hidden: int = 512
+    coupling: str = "affine"
+    num_bins: int = 8
+    dtype: Optional[jnp.dtype] = None
+
+    def setup(self):
+        self.actnorm = ActNormLayer()
+        self.conv = InvConv1x1Layer()
+        self.couple = CouplingLayer(self.coupling, self.hidden, num_bins=self.num_bins, dtype=self.dtype)
+
+    def __call__(self, x: Array, features: Array, inverse: bool = False) -> tuple[Array, Array]:
+        if inverse:
+            x, ld3 = self.couple(x, features, inverse=True)
+            x, ld2 = self.conv(x, inverse=True)
+            x, ld1 = self.actnorm(x, inverse=True)
+        else:
+            x, ld1 = self.actnorm(x)
+            x, ld2 = self.conv(x)
+            x, ld3 = self.couple(x, features)
+        return x, ld1 + ld2 + ld3
+
+
+class ShapeMarker(nn.Module):
+    """Remembers the value's event shape as a zero-size parameter.
+
+    `sample` is given only a context, yet must know the value's shape. The shape
+    is taken from the example passed to `init` and stored as the *shape* of an
+    empty array [0, *event_shape]: it costs no memory, travels with the
+    parameter tree (checkpoints, preconditioning copies) and is static under jit.
+    """
+
+    @nn.compact
+    def __call__(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        if event_shape is None:
+            if not self.has_variable("params", "value_shape"):
+                raise ValueError("initialize the model with `model.init(rng, value, context)` before sampling.")
+            return tuple(self.get_variable("params", "value_shape").shape[1:])
+        marker = self.param("value_shape", lambda _: jnp.zeros((0,) + tuple(event_shape), jnp.float32))
+        return tuple(marker.shape[1:])

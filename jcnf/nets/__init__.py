@@ -1,0 +1,6 @@
+"""Flax conditioning networks."""
+
+from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
+from jcnf.nets.encoder import ContextEncoder, ResidualBlock
+
+__all__ = ["ConvCouplingNet", "MLPCouplingNet", "ContextEncoder", "ResidualBlock"]

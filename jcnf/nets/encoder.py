@@ -1,0 +1,70 @@
+"""Context encoders: features of the context at every level's resolution."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+
+class ResidualBlock(nn.Module):
+    """x + conv3x3(ReLU(conv3x3(x))) * residual_scale.
+
+    Scaling the residual branch (0.2, as ESRGAN's RRDB does) keeps a deep
+    stack close to the identity at initialization.
+    """
+
+    features: int
+    residual_scale: float = 0.2
+    dtype: Optional[jnp.dtype] = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        h = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
+        h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(h)
+        return x + self.residual_scale * h
+
+
+class ContextEncoder(nn.Module):
+    """Maps the context to one feature map per flow level.
+
+    An image context of shape [B, H/r, W/r, c] (r = 1 for segmentation, the
+    super-resolution factor otherwise) is resized to the value's resolution,
+    passed through a residual stack, and brought to each level's resolution
+    H / 2^(l+1) by stride-2 convolutions. A vector context [B, d] goes through
+    an MLP and is broadcast over each level's positions.
+
+    Attributes:
+      features: channels of every feature map.
+      blocks: residual blocks at full resolution.
+      dtype: computation dtype.
+    """
+
+    features: int = 64
+    blocks: int = 2
+    dtype: Optional[jnp.dtype] = None
+
+    @nn.compact
+    def __call__(self, context: Array, value_spatial: tuple[int, int], levels: int) -> list[Array]:
+        """Returns a list of `levels` arrays [B, H/2^(l+1), W/2^(l+1), features]."""
+        height, width = value_spatial
+        if context.ndim == 2:
+            h = nn.relu(nn.Dense(self.features)(context))
+            h = nn.Dense(self.features)(h)
+            return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (l + 1), width >> (l + 1),
+                                                               self.features)) for l in range(levels)]
+        if context.shape[1:3] != (height, width):
+            # Nearest-neighbour keeps every low-resolution pixel's value intact; the
+            # convolutions that follow learn the interpolation.
+            context = jax.image.resize(context, (context.shape[0], height, width, context.shape[-1]), "nearest")
+        h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(context)
+        for _ in range(self.blocks):
+            h = ResidualBlock(self.features, dtype=self.dtype)(h)
+        outputs = []
+        for _ in range(levels):
+            h = nn.relu(nn.Conv(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h))
+            outputs.append(h)
+        return outputs
