@@ -1,0 +1,1 @@
+"""Experiment scripts of jcnf: one per paper experiment, plus the main job."""

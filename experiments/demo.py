@@ -1,0 +1,101 @@
+"""A first conditional flow: p(value | context) for a bimodal 2-D problem.
+
+value = (r cos a, r sin a) on a ring whose radius is the context r, with the
+angle from a two-component mixture: a correlated, multi-modal density that a
+factorized Gaussian cannot fit. Trains a ConditionalRealNVP by maximum
+likelihood and reports held-out log-likelihood against a conditional
+Gaussian baseline fitted in closed form, plus a sample check.
+
+    python -m experiments.demo --out out/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import trange
+
+import jcnf
+
+
+def make_ring_pairs(rng: np.random.Generator, num: int) -> dict[str, np.ndarray]:
+    """Pairs {"value": [N, 2], "context": [N, 1]} on a noisy ring of radius `context`."""
+    radius = rng.uniform(1.0, 3.0, size=(num, 1))
+    angle = np.where(rng.uniform(size=(num, 1)) < 0.5, 0.25 * np.pi, 1.25 * np.pi) + 0.3 * rng.normal(size=(num, 1))
+    value = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], -1) + 0.1 * rng.normal(size=(num, 2))
+    return {"value": value.astype(np.float32), "context": radius.astype(np.float32)}
+
+
+def gaussian_baseline_log_prob(train: dict, test: dict) -> float:
+    """Mean held-out log-likelihood of a linear-Gaussian p(value | context) fitted by least squares."""
+    design = np.concatenate([train["context"], np.ones_like(train["context"])], -1)
+    coef, *_ = np.linalg.lstsq(design, train["value"], rcond=None)
+    residual = train["value"] - design @ coef
+    cov = np.cov(residual.T)
+    test_design = np.concatenate([test["context"], np.ones_like(test["context"])], -1)
+    diff = test["value"] - test_design @ coef
+    _, logdet = np.linalg.slogdet(cov)
+    maha = np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
+    return float(np.mean(-0.5 * (maha + logdet + 2 * np.log(2 * np.pi))))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="out/demo")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    rng = np.random.default_rng(args.seed)
+    train, test = make_ring_pairs(rng, 20000), make_ring_pairs(rng, 4000)
+    model = jcnf.ConditionalRealNVP(layers=8, hidden=64)
+    key = jax.random.PRNGKey(args.seed)
+    variables = jax.jit(model.init)(key, train["value"][:args.batch], train["context"][:args.batch])
+    optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(optax.cosine_decay_schedule(3e-3, args.steps)))
+    params, opt_state = variables["params"], optimizer.init(variables["params"])
+
+    @jax.jit
+    def step(params, opt_state, batch):
+        loss, grads = jax.value_and_grad(
+            lambda p: -jnp.mean(model.apply({"params": p}, batch["value"], batch["context"])))(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    evaluate = jax.jit(lambda p, v, c: jnp.mean(model.apply({"params": p}, v, c)))
+    initial = float(evaluate(params, test["value"], test["context"]))
+    start = time.time()
+    for i in (bar := trange(args.steps, desc="demo", mininterval=2.0)):
+        index = rng.integers(0, len(train["value"]), args.batch)
+        params, opt_state, loss = step(params, opt_state, {k: v[index] for k, v in train.items()})
+        if i % 250 == 0:
+            bar.set_postfix(nll=f"{float(loss):.3f}")
+    final = float(evaluate(params, test["value"], test["context"]))
+
+    # Sample check: at context r, samples should sit on the ring of radius r.
+    context = jnp.full((2000, 1), 2.0)
+    samples = np.asarray(jax.jit(lambda p, k: model.apply({"params": p}, k, context, method="sample"))(params, key))
+    radius = np.linalg.norm(samples, axis=-1)
+    results = {
+        "test_log_likelihood_nats": {"flow_initial": initial, "flow_trained": final,
+                                     "linear_gaussian_baseline": gaussian_baseline_log_prob(train, test)},
+        "sample_radius_at_context_2": {"mean": float(radius.mean()), "std": float(radius.std())},
+        "train_seconds": time.time() - start,
+        "device": str(jax.devices()[0]),
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
