@@ -9,6 +9,7 @@ and sampling at temperature T inverts z = T * eps.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import distrax
@@ -21,7 +22,7 @@ from jcnf import _checks
 from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
 
-_HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def standard_normal_log_prob(z: Array, event_ndims: int) -> Array:
