@@ -1,0 +1,26 @@
+"""Training engine: train state, jitted and sharded steps, the `fit` loop, checkpoints.
+
+    state = jcnf.train.create_state(model, jcnf.train.default_optimizer(1e-3), rng, example_batch)
+    step = jcnf.train.mle_step(model, dequantizer=jcnf.train.uniform_dequantization(256))
+    state, metrics = step(state, {"value": v, "context": c})
+
+    result = jcnf.train.fit(model, {"value": x, "context": y}, steps=5000, batch_size=64,
+                            checkpoint_dir="runs/ckpt", metrics_path="runs/metrics.jsonl")
+"""
+
+from jcnf.train.checkpoint import Checkpointer
+from jcnf.train.data import ArrayBatches
+from jcnf.train.dequantize import Dequantizer, no_dequantization, uniform_dequantization
+from jcnf.train.loop import FitResult, MetricsLog, TooManySkippedSteps, fit
+from jcnf.train.mesh import (DATA_AXIS, batch_sharding, initialize_distributed, make_mesh, shard_batch,
+                             state_sharding)
+from jcnf.train.optimizer import default_optimizer
+from jcnf.train.state import TrainState, create_state
+from jcnf.train.steps import (apply_loss, make_train_step, mle_eval_step, mle_step, reverse_kl_step,
+                              sample_step)
+
+__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog",
+           "TooManySkippedSteps", "TrainState", "apply_loss", "batch_sharding", "create_state",
+           "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
+           "mle_eval_step", "mle_step", "no_dequantization", "reverse_kl_step", "sample_step", "shard_batch",
+           "state_sharding", "uniform_dequantization"]

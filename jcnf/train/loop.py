@@ -1,0 +1,237 @@
+"""`fit`: the training loop, with progress bar, JSON-lines metrics, hooks and checkpoints.
+
+The inner loop only dispatches: `step(state, batch)` returns device arrays
+and the loop goes on to the next batch without waiting. The host reads
+metrics (and the skip counter) every `log_every` steps, one transfer of the
+window's averages; evaluation, sampling and checkpoints run on their own
+periods.
+
+Multi-host: every process runs `fit` with its own shard of the data (see
+`ArrayBatches`); only process 0 draws the progress bar and writes the
+metrics file; all processes take part in checkpoints, evaluation and sample
+hooks (a hook that writes files should do so on process 0 only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from jcnf.train.checkpoint import Checkpointer
+from jcnf.train.data import ArrayBatches
+from jcnf.train.dequantize import Dequantizer
+from jcnf.train.mesh import make_mesh
+from jcnf.train.optimizer import default_optimizer
+from jcnf.train.state import TrainState, create_state
+from jcnf.train.steps import mle_step
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns: the final state and the logged records (`state, history = fit(...)`)."""
+
+    state: TrainState
+    history: list[dict[str, Any]]
+
+    @property
+    def params(self) -> dict:
+        """The final `state.params`, for `jcnf.inverse.precondition(result.params)`."""
+        return self.state.params
+
+
+class TooManySkippedSteps(RuntimeError):
+    """Raised by `fit` when too many consecutive steps had a non-finite loss or gradient."""
+
+
+class MetricsLog:
+    """Appends one JSON object per line to `path` (process 0 only).
+
+    On resume, records of steps after the restored checkpoint (written by the
+    interrupted run, then redone) are dropped, so each step appears once.
+    """
+
+    def __init__(self, path: Optional[str | os.PathLike], resume_step: int = 0):
+        self.path = None if path is None or jax.process_index() != 0 else os.fspath(path)
+        if self.path is None:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        kept = []
+        if resume_step and os.path.exists(self.path):
+            with open(self.path) as lines:
+                kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+        elif os.path.exists(self.path) and not resume_step:
+            os.remove(self.path)
+        if kept:
+            with open(self.path, "w") as out:
+                out.writelines(kept)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as out:
+                out.write(json.dumps(record) + "\n")
+
+
+def _window_mean(window: list[dict[str, Array]]) -> dict[str, float]:
+    """Mean of each metric over the steps since the last log, ignoring non-finite entries (skipped steps)."""
+    stacked = jax.device_get({key: jnp.stack([metrics[key] for metrics in window]) for key in window[0]})
+    means = {}
+    for key, values in stacked.items():
+        finite = values[np.isfinite(values)]
+        means[key] = float(finite.mean()) if finite.size else float("nan")
+    means["skipped"] = float(np.sum(stacked["skipped"])) if "skipped" in stacked else 0.0
+    return means
+
+
+def _fast_forward(batches: Iterator, count: int) -> None:
+    for _ in range(count):
+        next(batches)
+
+
+def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str, Any]], steps: int, *,
+        state: Optional[TrainState] = None, optimizer: Optional[optax.GradientTransformation] = None,
+        rng: Optional[Array] = None, seed: int = 0, batch_size: Optional[int] = None,
+        step_fn: Optional[Callable] = None, dequantizer: Optional[Dequantizer] = None,
+        ema_decay: Optional[float] = None, mesh: Optional[Mesh] = None,
+        eval_fn: Optional[Callable[[TrainState], Mapping[str, float]]] = None, eval_every: int = 1000,
+        sample_fn: Optional[Callable[[TrainState, int], None]] = None, sample_every: int = 1000,
+        checkpoint_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 1000, keep: int = 3,
+        metrics_path: Optional[str | os.PathLike] = None, log_every: int = 100,
+        max_consecutive_skips: int = 20, progress: bool = True) -> FitResult:
+    """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
+
+    The simplest call trains a flow by maximum likelihood on arrays:
+
+        result = jcnf.train.fit(model, {"value": x, "context": y}, steps=5000, batch_size=64)
+        state, history = result
+
+    Args:
+      model: the flow.
+      data: the training pairs as a dict of arrays {"value": [N, ...],
+        "context": [N, ...]} or a tuple (value, context), shuffled into batches
+        of `batch_size` by `ArrayBatches`; or an iterator of batch dicts. An
+        iterator with `get_state`/`set_state` resumes exactly; any other is
+        fast-forwarded on resume (see `jcnf.train.data`).
+      steps: the total number of steps to reach (a resumed run continues to it).
+      state: a state to continue from; default `create_state` on the first
+        batch with `optimizer` (default `default_optimizer(1e-3)`), `rng`
+        (default `PRNGKey(seed)`), `dequantizer`, `ema_decay` and `mesh`
+        (these five are used only to create the state).
+      seed: seeds the default rng and the shuffling of array data.
+      batch_size: global batch size, required when `data` is arrays.
+      step_fn: `state, metrics = step_fn(state, batch)`; default
+        `mle_step(model, mesh, dequantizer)`.
+      eval_fn: `eval_fn(state) -> {name: float}`, every `eval_every` steps and
+        at the end; logged with an "eval_" prefix.
+      sample_fn: `sample_fn(state, step)`, every `sample_every` steps and at the end.
+      checkpoint_dir: save a checkpoint every `checkpoint_every` steps and at
+        the end, keeping the last `keep`.
+      metrics_path: JSON-lines file of logged records.
+      log_every: steps between metric fetches (the only host syncs of the loop).
+      max_consecutive_skips: raise `TooManySkippedSteps` when, at a log
+        point, the current run of skipped (non-finite) steps is this long.
+      progress: show a tqdm progress bar (process 0 only).
+
+    Returns:
+      `FitResult(state, history)`; `history` holds the logged records
+      (dicts with "step" and the window means of the metrics).
+    """
+    if steps < 0 or log_every < 1 or checkpoint_every < 1 or eval_every < 1 or sample_every < 1:
+        raise ValueError("`steps` must be >= 0 and the `*_every` periods >= 1; got "
+                         f"steps={steps}, log_every={log_every}, checkpoint_every={checkpoint_every}, "
+                         f"eval_every={eval_every}, sample_every={sample_every}.")
+    mesh = make_mesh() if mesh is None else mesh
+    if isinstance(data, tuple) and len(data) == 2 and all(hasattr(x, "shape") for x in data):
+        data = {"value": data[0], "context": data[1]}
+    if isinstance(data, Mapping):
+        if batch_size is None:
+            raise ValueError("`batch_size` is required when `data` is a dict of arrays.")
+        batches = ArrayBatches(data, batch_size, seed=seed)
+    else:
+        batches = iter(data)
+    resumable = hasattr(batches, "get_state") and hasattr(batches, "set_state")
+
+    if state is None:
+        # Initialize on the first batch without losing it for training.
+        if resumable:
+            position = batches.get_state()
+            first = next(batches)
+            batches.set_state(position)
+        else:
+            first = next(batches)
+            batches = itertools.chain([first], batches)
+        rng = jax.random.PRNGKey(seed) if rng is None else rng
+        state = create_state(model, optimizer or default_optimizer(1e-3), rng, first, ema_decay=ema_decay,
+                             dequantizer=dequantizer, mesh=mesh)
+    step_fn = mle_step(model, mesh, dequantizer) if step_fn is None else step_fn
+
+    checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep)
+    consumed = 0  # batches drawn from `batches`, for iterators without get_state
+    if checkpointer is not None and checkpointer.latest_step() is not None:
+        state, data_state = checkpointer.restore(state)
+        if resumable and "iterator" in data_state:
+            batches.set_state(data_state["iterator"])
+        else:
+            consumed = int(data_state.get("consumed", 0))
+            _fast_forward(batches, consumed)
+    start = int(state.step)
+    log = MetricsLog(metrics_path, resume_step=start)
+    history: list[dict[str, Any]] = []
+
+    def data_position() -> dict:
+        return {"iterator": batches.get_state()} if resumable else {"consumed": consumed}
+
+    def record(values: dict[str, Any]) -> None:
+        history.append(values)
+        log.write(values)
+
+    bar = tqdm(total=steps, initial=start, disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
+    window: list[dict[str, Array]] = []
+    clock = time.perf_counter()
+    try:
+        for step in range(start + 1, steps + 1):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise ValueError(f"`data` ran out of batches at step {step} of {steps}.") from None
+            consumed += 1
+            state, metrics = step_fn(state, batch)
+            window.append(metrics)
+            last = step == steps
+            if step % log_every == 0 or last:
+                values = {"step": step, **_window_mean(window)}
+                now = time.perf_counter()
+                values["steps_per_s"] = len(window) / (now - clock)
+                window, clock = [], now
+                values["skipped_total"] = int(state.skipped)
+                record(values)
+                bar.set_postfix(loss=f"{values['loss']:.4g}", skipped=values["skipped_total"])
+                skip_run = int(state.skip_run)
+                if skip_run >= max_consecutive_skips:
+                    raise TooManySkippedSteps(
+                        f"{skip_run} consecutive steps up to step {step} had a non-finite loss or gradient and "
+                        f"were skipped (limit {max_consecutive_skips}); params are those of step "
+                        f"{step - skip_run}. Check the data for NaN/inf, lower the learning rate or clip "
+                        f"gradients (default_optimizer(clip_norm=...)).")
+            if eval_fn is not None and (step % eval_every == 0 or last):
+                record({"step": step, **{f"eval_{key}": float(value) for key, value in eval_fn(state).items()}})
+            if sample_fn is not None and (step % sample_every == 0 or last):
+                sample_fn(state, step)
+            if checkpointer is not None and (step % checkpoint_every == 0 or last):
+                checkpointer.save(step, state, data_position())
+            bar.update(1)
+    finally:
+        bar.close()
+        if checkpointer is not None:
+            checkpointer.close()
+    return FitResult(state, history)

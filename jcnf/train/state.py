@@ -1,0 +1,145 @@
+"""The train state: parameters, optimizer state, step, rng, EMA and skip counters.
+
+`state.params` is a dict of parameter trees, one per trained module:
+`params["flow"]` holds the flow's parameters (what `model.init` returns under
+"params") and, when the dequantizer is a Flax module,
+`params["dequantizer"]` holds its own. One optimizer and one EMA cover the
+whole dict, so a checkpoint, a preconditioning copy or a sharding annotation
+treats every trained parameter alike. `state.variables()` gives the flow's
+variables in the form `model.apply` expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax import Array
+from jax.sharding import Mesh
+
+from jcnf.train.dequantize import Dequantizer, apply_dequantizer, init_dequantizer
+from jcnf.train.mesh import batch_sharding, make_mesh, shard_batch, state_sharding
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a train step reads and writes; a pytree, replicated over the mesh.
+
+    Attributes:
+      step: number of steps taken (skipped ones included), int32 [].
+      params: {"flow": flow params, "dequantizer": ... (module dequantizers only)}.
+      opt_state: the optimizer's state for `params`.
+      rng: raw `jax.random` key data, uint32 [2]; split once per step.
+      skipped: total steps whose loss or gradients were not finite, int32 [].
+      skip_run: current run of consecutive skipped steps, int32 [].
+      ema_params: exponential moving average of `params`, or None.
+      tx: the optax optimizer (static: part of the tree's structure, not its leaves).
+      ema_decay: the EMA's decay, or None without EMA (static).
+    """
+
+    step: Array
+    params: dict
+    opt_state: optax.OptState
+    rng: Array
+    skipped: Array
+    skip_run: Array
+    ema_params: Optional[dict]
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    ema_decay: Optional[float] = struct.field(pytree_node=False, default=None)
+
+    def variables(self, use_ema: bool = False) -> dict:
+        """The flow's variables `{"params": ...}` for `model.apply`, from the EMA when `use_ema`."""
+        params = self.ema_params if use_ema else self.params
+        if params is None:
+            raise ValueError("This state keeps no EMA; create it with `create_state(..., ema_decay=0.999)`.")
+        return {"params": params["flow"]}
+
+
+def raw_key(rng: Array) -> Array:
+    """Key data (uint32 [2]) of a new-style typed key; raw keys pass through.
+
+    Raw key data checkpoints as a plain integer array on every orbax version.
+    """
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(rng)
+    return jnp.asarray(rng)
+
+
+def check_batch_keys(batch: Mapping[str, Any], keys: tuple[str, ...], name: str = "batch") -> None:
+    """Raises a `ValueError` naming the missing keys of a batch dict."""
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"`{name}` must be a dict with keys {keys}; got {type(batch).__name__}.")
+    missing = [key for key in keys if key not in batch]
+    if missing:
+        raise ValueError(f"`{name}` must have keys {keys}; missing {missing} (got keys {sorted(batch)}).")
+
+
+def create_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: Array,
+                 example_batch: Mapping[str, Any], *, ema_decay: Optional[float] = None,
+                 dequantizer: Optional[Dequantizer] = None, mesh: Optional[Mesh] = None) -> TrainState:
+    """Initializes the flow (with ActNorm's data-dependent init) and the optimizer, under jit.
+
+    Initialization runs jitted on the mesh with the example batch sharded like
+    a training batch, so ActNorm's statistics come from the *global* batch and
+    every process of a multi-host job ends with identical parameters.
+
+    Args:
+      model: a jcnf flow (or any Flax module with `init(rng, value, context)`).
+      optimizer: an optax transformation, e.g. `default_optimizer(1e-3)`.
+      rng: a `jax.random` key; split into init, dequantizer and training keys.
+      example_batch: {"value": [B, ...], "context": [B, ...]}, a typical
+        training batch (B divisible by the number of devices).
+      ema_decay: keep an EMA of the parameters with this decay (e.g. 0.999).
+      dequantizer: the dequantizer the steps will use. A Flax module gets its
+        parameters initialized into `params["dequantizer"]`; either kind is
+        applied to the example values before the flow's init, so ActNorm
+        sees the data as training will.
+      mesh: the device mesh (default: `make_mesh()`, all devices).
+
+    Returns:
+      A `TrainState` at step 0, replicated over the mesh.
+    """
+    check_batch_keys(example_batch, ("value", "context"), "example_batch")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"`ema_decay` must be in (0, 1); got {ema_decay}.")
+    mesh = make_mesh() if mesh is None else mesh
+    batch = shard_batch(example_batch, mesh)
+    replicated = state_sharding(mesh)
+
+    def init(rng: Array, batch: dict) -> TrainState:
+        flow_rng, dequantizer_rng, noise_rng, train_rng = jax.random.split(rng, 4)
+        params = {}
+        value = batch["value"]
+        if dequantizer is not None:
+            dequantizer_params = init_dequantizer(dequantizer, dequantizer_rng, value, batch)
+            if dequantizer_params is not None:
+                params["dequantizer"] = dequantizer_params
+            value, _ = apply_dequantizer(dequantizer, params, noise_rng, value, batch)
+        variables = model.init(flow_rng, value, batch["context"])
+        extra = sorted(set(variables) - {"params"})
+        if extra:
+            raise ValueError(f"jcnf.train supports models whose only variables are 'params'; "
+                             f"this model also has {extra}.")
+        params["flow"] = variables["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                          rng=train_rng, skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
+                          ema_params=params if ema_decay is not None else None, tx=optimizer,
+                          ema_decay=ema_decay)
+
+    init = jax.jit(init, in_shardings=(replicated, batch_sharding(mesh)), out_shardings=replicated)
+    return init(jax.device_put(raw_key(rng), replicated), batch)
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+    """Replicates `state` over `mesh` unless it is already (one cheap check per call)."""
+    if not isinstance(state, TrainState):
+        raise ValueError(f"`state` must be a jcnf.train.TrainState (from `create_state`); "
+                         f"got {type(state).__name__}.")
+    replicated = state_sharding(mesh)
+    if isinstance(state.step, jax.Array) and state.step.sharding == replicated:
+        return state
+    return jax.device_put(state, replicated)

@@ -1,0 +1,279 @@
+"""Jitted, sharded train, eval and sample steps.
+
+Every train step has the form `state, metrics = step(state, batch)`: the
+state is replicated over the mesh, the batch (a dict of arrays with a leading
+batch axis) is split over the mesh's "data" axis, and `jax.jit` with those
+in/out shardings compiles the step once. The returned `metrics` are device
+scalars; fetching them is the caller's choice (`fit` does it every
+`log_every` steps), so the inner loop never waits on the host.
+
+Train steps donate their input state (`donate=True`): its buffers are reused
+for the output, halving the memory of params and optimizer state. Do not use
+a state again after passing it to a step; keep `jax.device_get(state)` if a
+copy is needed.
+
+Non-finite guard: when the loss or any gradient is NaN or infinite, the
+step keeps the old params, optimizer state and EMA, still advances `step`
+and `rng`, and increments `state.skipped` and `state.skip_run`; the metrics
+report `skipped = 1`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import Array
+from jax.sharding import Mesh
+
+from jcnf.flows.base import standard_normal_log_prob
+from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
+from jcnf.train.mesh import batch_sharding, data_axis_size, make_mesh, shard_batch, state_sharding
+from jcnf.train.state import TrainState, check_batch_keys, place_state, raw_key
+
+Batch = Mapping[str, Any]
+Metrics = dict[str, Array]
+LossFn = Callable[[dict, Array, dict], tuple[Array, Metrics]]
+
+_LN2 = math.log(2.0)
+
+
+def _all_finite(tree: Any) -> Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
+
+
+def apply_loss(state: TrainState, loss_fn: LossFn, batch: dict) -> tuple[TrainState, Metrics]:
+    """One guarded optimizer step on `loss_fn(params, rng, batch) -> (loss, aux_metrics)`.
+
+    Shared by every train step so the non-finite guard, EMA and counters
+    behave the same for each objective. Runs inside jit.
+    """
+    rng, step_rng = jax.random.split(state.rng)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, step_rng, batch)
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    # A select, not a branch: both sides are already computed, and jnp.where
+    # keeps the step a single straight-line program that shards trivially.
+    def keep_if_bad(new: Any, old: Any) -> Any:
+        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    params = keep_if_bad(params, state.params)
+    ema_params = state.ema_params
+    if ema_params is not None:
+        decay = state.ema_decay
+        ema_params = keep_if_bad(jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params),
+                                 ema_params)
+    skipped = jnp.logical_not(finite).astype(jnp.int32)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              opt_state=keep_if_bad(opt_state, state.opt_state), rng=rng,
+                              ema_params=ema_params, skipped=state.skipped + skipped,
+                              skip_run=jnp.where(finite, 0, state.skip_run + 1))
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+               "skipped": skipped.astype(jnp.float32), **aux}
+    return new_state, metrics
+
+
+def make_train_step(loss_fn: LossFn, mesh: Optional[Mesh] = None, donate: bool = True,
+                    required_keys: tuple[str, ...] = ()) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """A jitted, sharded, guarded step for any objective: `state, metrics = step(state, batch)`.
+
+    Args:
+      loss_fn: `loss_fn(params, rng, batch) -> (loss, metrics)`, with `params`
+        the state's dict {"flow": ..., ...}, a fresh key per step and the
+        global batch; `metrics` a dict of scalars added to the step's.
+      mesh: device mesh (default: `make_mesh()`, all devices).
+      donate: reuse the input state's buffers for the output.
+      required_keys: batch keys checked (with a clear error) before tracing.
+
+    Returns:
+      The step; its metrics hold "loss", "grad_norm", "skipped" and loss_fn's.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    replicated = state_sharding(mesh)
+    jitted = jax.jit(lambda state, batch: apply_loss(state, loss_fn, batch),
+                     in_shardings=(replicated, batch_sharding(mesh)), out_shardings=(replicated, replicated),
+                     donate_argnums=(0,) if donate else ())
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        check_batch_keys(batch, required_keys)
+        return jitted(place_state(state, mesh), shard_batch(batch, mesh))
+
+    return step
+
+
+def _flow_log_prob(model: nn.Module, dequantizer: Dequantizer, params: dict, rng: Array,
+                   batch: Mapping[str, Array]) -> Array:
+    """log p(value | context) per item [B], of the dequantized value, plus the dequantizer's correction."""
+    value, log_correction = apply_dequantizer(dequantizer, params, rng, batch["value"], batch)
+    log_prob = model.apply({"params": params["flow"]}, value, batch["context"], method="log_prob")
+    return log_prob + log_correction
+
+
+def _nll_metrics(log_prob: Array, value: Array) -> tuple[Array, Metrics]:
+    loss = -jnp.mean(log_prob)
+    # Bits per dimension divides by every entry of one item's value (H*W*C for images).
+    return loss, {"bits_per_dim": loss / (math.prod(value.shape[1:]) * _LN2)}
+
+
+def mle_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Optional[Dequantizer] = None,
+             donate: bool = True) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """A jitted maximum-likelihood step `state, metrics = step(state, batch)`.
+
+    The loss is the mean negative log-likelihood in nats,
+    `-mean(log p(dequantize(value) | context) + log_correction)`.
+
+    Args:
+      model: the flow (`state.params["flow"]` are its parameters).
+      mesh: device mesh (default: `make_mesh()`, all devices).
+      dequantizer: `(rng, value, batch) -> (value, log_correction [B])` or a
+        Flax module of that signature (see `jcnf.train.dequantize`); default
+        `no_dequantization` for continuous data. Use
+        `uniform_dequantization(256)` for 8-bit data scaled to [0, 1).
+      donate: reuse the input state's buffers for the output.
+
+    Returns:
+      `step(state, batch)` with batch {"value": [B, ...], "context": [B, ...]}
+      (B divisible by the mesh's device count; more keys allowed), giving the
+      new state and metrics {"loss", "bits_per_dim", "grad_norm", "skipped"}
+      as device scalars.
+    """
+    dequantizer = no_dequantization if dequantizer is None else dequantizer
+
+    def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, Metrics]:
+        return _nll_metrics(_flow_log_prob(model, dequantizer, params, rng, batch), batch["value"])
+
+    return make_train_step(loss_fn, mesh, donate, ("value", "context"))
+
+
+def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Optional[Dequantizer] = None,
+                  use_ema: bool = False) -> Callable[..., Metrics]:
+    """A jitted evaluation `metrics = evaluate(state, batch, rng=None)`; the state is not changed.
+
+    Returns metrics {"loss", "bits_per_dim"} on the batch, from the EMA
+    parameters when `use_ema`. `rng` draws the dequantization noise (default
+    a fixed key, so repeated evaluations of one state agree).
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    dequantizer = no_dequantization if dequantizer is None else dequantizer
+    replicated = state_sharding(mesh)
+
+    def evaluate(state: TrainState, batch: dict, rng: Array) -> Metrics:
+        params = state.ema_params if use_ema else state.params
+        loss, metrics = _nll_metrics(_flow_log_prob(model, dequantizer, params, rng, batch), batch["value"])
+        return {"loss": loss, **metrics}
+
+    jitted = jax.jit(evaluate, in_shardings=(replicated, batch_sharding(mesh), replicated), out_shardings=replicated)
+
+    def step(state: TrainState, batch: Batch, rng: Optional[Array] = None) -> Metrics:
+        check_batch_keys(batch, ("value", "context"))
+        if use_ema and state.ema_params is None:
+            raise ValueError("`use_ema=True` but the state keeps no EMA; create it with `ema_decay=`.")
+        rng = jax.random.PRNGKey(0) if rng is None else raw_key(rng)
+        return jitted(place_state(state, mesh), shard_batch(batch, mesh), jax.device_put(rng, replicated))
+
+    return step
+
+
+def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], context: Array,
+                    num_samples: int, mesh: Optional[Mesh] = None,
+                    donate: bool = True) -> Callable[..., tuple[TrainState, Metrics]]:
+    """A jitted reverse-KL step `state, metrics = step(state, batch=None)` for variational inference.
+
+    Minimizes `E_z[log q(T(z) | y) - log_density_fn(T(z))]`, which is
+    KL(q || p) up to p's unknown normalizer, reparameterized through the
+    flow's inverse T = latent -> value with the context `y` fixed.
+
+    Args:
+      model: the flow q(value | context).
+      log_density_fn: unnormalized target log-density, values [N, *event] -> [N]
+        (e.g. the log posterior log p(y_obs | x) + log p(x)). Must be jittable.
+      context: the fixed context, one row [1, ...] broadcast over the
+        samples, or already [num_samples, ...].
+      num_samples: N, samples per step; divisible by the mesh's device count.
+      mesh: device mesh (default: all devices); the samples are split over it.
+      donate: reuse the input state's buffers for the output.
+
+    Returns:
+      `step(state, batch=None)`: draws N latents from `state.rng` through
+      `sample_and_log_prob`, or, when `batch` has key "z" (latents
+      [N, *event_shape], e.g. a fixed set reshuffled each epoch), pushes
+      those through `inverse_and_log_det`. Metrics: "loss", "log_q",
+      "log_density" (sample means), "grad_norm", "skipped".
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    if num_samples < 1 or num_samples % data_axis_size(mesh):
+        raise ValueError(f"`num_samples` ({num_samples}) must be a positive multiple of the number of devices on "
+                         f"the mesh's 'data' axis ({data_axis_size(mesh)}).")
+    context = jnp.asarray(context)
+    if context.ndim < 1 or context.shape[0] not in (1, num_samples):
+        raise ValueError(f"`context` must have a leading axis of 1 (one observation) or num_samples="
+                         f"{num_samples}; got shape {tuple(context.shape)}.")
+    replicated, split = state_sharding(mesh), batch_sharding(mesh)
+    context = jax.device_put(context, replicated)
+
+    def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, Metrics]:
+        variables = {"params": params["flow"]}
+        # Splitting the broadcast context over "data" splits the samples drawn from it.
+        sample_context = jax.lax.with_sharding_constraint(
+            jnp.broadcast_to(batch["context"], (num_samples,) + batch["context"].shape[1:]), split)
+        if "z" in batch:
+            z = batch["z"]
+            value, inverse_log_det = model.apply(variables, z, sample_context, method="inverse_and_log_det")
+            log_q = standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
+        else:
+            value, log_q = model.apply(variables, rng, sample_context, method="sample_and_log_prob")
+        log_density = log_density_fn(value)
+        if log_density.shape != log_q.shape:
+            raise ValueError(f"`log_density_fn` must return shape {tuple(log_q.shape)} (one value per sample); "
+                             f"got {tuple(log_density.shape)}.")
+        loss = jnp.mean(log_q - log_density)
+        return loss, {"log_q": jnp.mean(log_q), "log_density": jnp.mean(log_density)}
+
+    update = lambda state, batch: apply_loss(state, loss_fn, batch)  # noqa: E731
+    replicated_batch = {"context": replicated}
+    from_rng = jax.jit(update, in_shardings=(replicated, replicated_batch), out_shardings=(replicated, replicated),
+                       donate_argnums=(0,) if donate else ())
+    from_z = jax.jit(update, in_shardings=(replicated, {"context": replicated, "z": split}),
+                     out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else ())
+
+    def step(state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
+        state = place_state(state, mesh)
+        if batch is None or "z" not in batch:
+            return from_rng(state, {"context": context})
+        z = batch["z"]
+        if z.shape[0] != num_samples:
+            raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; got shape {tuple(z.shape)}.")
+        return from_z(state, {"context": context, "z": shard_batch({"z": z}, mesh)["z"]})
+
+    return step
+
+
+def sample_step(model: nn.Module, mesh: Optional[Mesh] = None, use_ema: bool = False) -> Callable[..., Array]:
+    """A jitted sampler `values = sample(state, rng, context, temperature=1.0)`.
+
+    One sample per context row; the context [B, ...] (B divisible by the
+    device count) is split over the mesh and so are the samples
+    [B, *event_shape]. The temperature is traced: changing it does not
+    recompile.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    replicated, split = state_sharding(mesh), batch_sharding(mesh)
+
+    def sample(state: TrainState, rng: Array, context: Array, temperature: Array) -> Array:
+        return model.apply(state.variables(use_ema), rng, context, temperature=temperature, method="sample")
+
+    jitted = jax.jit(sample, in_shardings=(replicated, replicated, split, replicated), out_shardings=split)
+
+    def step(state: TrainState, rng: Array, context: Any, temperature: float = 1.0) -> Array:
+        context = shard_batch({"context": context}, mesh)["context"]
+        return jitted(place_state(state, mesh), jax.device_put(raw_key(rng), replicated), context,
+                      jax.device_put(jnp.float32(temperature), replicated))
+
+    return step

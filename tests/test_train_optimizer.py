@@ -1,0 +1,46 @@
+"""jcnf.train.optimizer: warm-up, cosine decay and clipping of the default optimizer."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jcnf import train
+
+
+def _first_update_norm(optimizer, grads, steps_before=0):
+    params = {"w": jnp.zeros(4)}
+    state = optimizer.init(params)
+    for _ in range(steps_before):
+        _, state = optimizer.update(grads, state, params)
+    updates, _ = optimizer.update(grads, state, params)
+    return float(optax.tree.norm(updates))
+
+
+def test_warmup_starts_at_zero_and_reaches_the_peak():
+    grads = {"w": jnp.ones(4)}
+    optimizer = train.default_optimizer(1e-2, warmup=10)
+    assert _first_update_norm(optimizer, grads) == 0.0
+    # Adam's first moments normalize a constant gradient to 1 per entry: norm 2 * lr after warm-up.
+    np.testing.assert_allclose(_first_update_norm(optimizer, grads, steps_before=10), 2e-2, rtol=1e-3)
+
+
+def test_cosine_decays_to_zero_at_total_steps():
+    optimizer = train.default_optimizer(1e-2, warmup=2, total_steps=6)
+    assert _first_update_norm(optimizer, {"w": jnp.ones(4)}, steps_before=6) < 1e-9
+
+
+def test_clipping_bounds_the_gradient_seen_by_adam():
+    optimizer = train.default_optimizer(1.0, clip_norm=1e-3)
+    params = {"w": jnp.zeros(4)}
+    _, state = optimizer.update({"w": jnp.full(4, 1e6)}, optimizer.init(params), params)
+    # Adam's second moment after one step is (1 - b2) g^2 = 1e-3 g^2 of the gradient it
+    # received: clipped to norm 1e-3 over 4 entries, g = 5e-4 per entry.
+    np.testing.assert_allclose(optax.tree.get(state, "nu")["w"], 1e-3 * 5e-4 ** 2, rtol=1e-4)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.default_optimizer(0.0)
+    with pytest.raises(ValueError, match="warmup"):
+        train.default_optimizer(1e-3, warmup=10, total_steps=5)
