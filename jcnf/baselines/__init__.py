@@ -1,0 +1,7 @@
+"""Baselines the experiments compare jcnf's flows against."""
+
+from jcnf.baselines.logistic import (DiscretizedLogisticBaseline, discretized_logistic_log_prob, mixture_log_prob,
+                                     mixture_mode, mixture_sample)
+
+__all__ = ["DiscretizedLogisticBaseline", "discretized_logistic_log_prob", "mixture_log_prob", "mixture_mode",
+           "mixture_sample"]
