@@ -6,5 +6,5 @@ from jcnf import train
 
 __version__ = "0.1.0"
 
-__all__ = ["bijectors", "distributions", "flows", "nets", "ConditionalFlow", "ConditionalGlow",
+__all__ = ["bijectors", "distributions", "flows", "nets", "train", "ConditionalFlow", "ConditionalGlow",
            "ConditionalRealNVP", "__version__"]
