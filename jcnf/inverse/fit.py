@@ -86,7 +86,9 @@ def _mean_objective(model: Any, log_density: LogDensity, params: Any, z: Array, 
 def objective_fn(model: Any, log_density: LogDensity, z: Array, context: Array) -> Callable[[Any], Array]:
     """A jitted `objective(params)`: the reverse-KL objective on fixed latents z [N, *event]."""
     z, context = jnp.asarray(z), jnp.asarray(context)
-    return jax.jit(lambda params: _mean_objective(model, log_density, params, z, context))
+    # z and context are arguments, not closed-over constants, so XLA does not constant-fold the flow.
+    jitted = jax.jit(lambda params, z, context: _mean_objective(model, log_density, params, z, context))
+    return lambda params: jitted(params, z, context)
 
 
 def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
@@ -157,7 +159,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
 
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     if isinstance(params, dict) and FROZEN in params:
-        labels = jax.tree.map(lambda trainable: "train" if trainable else "frozen", trainable_mask(params))
+        labels = {"flow": jax.tree.map(lambda trainable: "train" if trainable else "frozen", trainable_mask(params))}
         optimizer = optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
     # A copy: the train step donates its input state, which must not delete the caller's arrays.
     start_params = {"flow": precondition(params)}
