@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--context-features", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--latent-lr", type=float, default=1e-2,
+                        help="learning rate of latent correction (it trains only 2 * H * W numbers)")
+    parser.add_argument("--smooth", type=int, default=2,
+                        help="evaluations averaged before comparing objectives (speed-up)")
     parser.add_argument("--vi-samples", type=int, default=8, help="latents per reverse-KL step")
     parser.add_argument("--preconditioned-steps", type=int, default=60)
     parser.add_argument("--scratch-max-steps", type=int, default=300)
@@ -111,24 +115,24 @@ def main(argv: list[str] | None = None) -> dict:
     context = operator.adjoint(y_obs[None])
     log_prior = inverse.flow_log_prior(model, amortized, context)
 
-    def run(name: str, flow, params, steps: int) -> tuple[inverse.ReverseKLResult, float]:
+    def run(name: str, flow, params, steps: int, lr: float) -> tuple[inverse.ReverseKLResult, float]:
         clock = time.time()
         result = inverse.fit_reverse_kl(flow, params, y_obs, operator, args.noise_high, log_prior, steps=steps,
-                                        context=context, num_samples=args.vi_samples, learning_rate=args.lr,
+                                        context=context, num_samples=args.vi_samples, learning_rate=lr,
                                         eval_samples=args.eval_samples, eval_every=args.eval_every,
                                         seed=args.seed, log_every=args.eval_every,
                                         metrics_path=os.path.join(args.out, f"{name}_metrics.jsonl"))
         return result, time.time() - clock
 
     preconditioned, preconditioned_seconds = run("preconditioned", model, inverse.precondition(amortized),
-                                                 args.preconditioned_steps)
+                                                 args.preconditioned_steps, args.lr)
     init_value = jax.random.normal(init_key, (args.batch * int(np.prod(shape)),)).reshape((args.batch,) + shape)
     scratch_init = model.init(init_key, init_value, jnp.broadcast_to(context, (args.batch,) + shape))["params"]
-    scratch, scratch_seconds = run("scratch", model, scratch_init, args.scratch_max_steps)
+    scratch, scratch_seconds = run("scratch", model, scratch_init, args.scratch_max_steps, args.lr)
     corrected_model, corrected_init = inverse.latent_correction(model, amortized)
     corrected, corrected_seconds = run("latent_correction", corrected_model, corrected_init,
-                                       args.preconditioned_steps)
-    speed = inverse.speedup(preconditioned.objective_history, scratch.objective_history)
+                                       args.preconditioned_steps, args.latent_lr)
+    speed = inverse.speedup(preconditioned.objective_history, scratch.objective_history, window=args.smooth)
 
     rows = jnp.broadcast_to(context, (args.posterior_samples,) + shape)
     # One jitted sampler per model: the three Glow parameter trees share a structure and a compilation.

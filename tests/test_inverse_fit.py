@@ -114,6 +114,10 @@ def test_speedup_and_steps_to_reach():
     speed = inverse.speedup(preconditioned, scratch)
     assert speed["scratch_steps"] == 150 and speed["speedup"] == pytest.approx(7.5)
     assert inverse.speedup(preconditioned, scratch[:3])["speedup"] is None
+    # Smoothed over 2 evaluations: target (2.0 + 1.5) / 2 = 1.75, first reached by (1.6 + 1.4) / 2 at 150.
+    np.testing.assert_allclose(inverse.smooth_history(scratch, 2)[:, 1], [50.0, 26.5, 2.3, 1.5, 1.3])
+    smoothed = inverse.speedup(preconditioned, scratch, window=2)
+    assert smoothed["target"] == pytest.approx(1.75) and smoothed["scratch_steps"] == 150
 
 
 def test_bad_input_raises_clear_errors(problem):
@@ -136,3 +140,5 @@ def test_bad_input_raises_clear_errors(problem):
         call(params={"dense": np.zeros(2)})
     with pytest.raises(ValueError, match="objective_history"):
         inverse.steps_to_reach(np.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="`window` must be >= 1"):
+        inverse.smooth_history(np.zeros((3, 2)), 0)

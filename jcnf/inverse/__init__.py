@@ -5,7 +5,7 @@
                                      forward_op, noise_std, jcnf.inverse.rosenbrock_log_prob, steps=80)
 """
 
-from jcnf.inverse.fit import (ReverseKLResult, event_shape_of, fit_reverse_kl, objective_fn, speedup,
+from jcnf.inverse.fit import (ReverseKLResult, event_shape_of, fit_reverse_kl, objective_fn, smooth_history, speedup,
                               steps_to_reach)
 from jcnf.inverse.latent import LatentCorrectedFlow, latent_correction, trainable_mask
 from jcnf.inverse.objective import flow_log_prior, posterior_log_density
@@ -20,4 +20,4 @@ __all__ = ["GridPosterior", "LatentCorrectedFlow", "LinearOperator", "ReverseKLR
            "grid_posterior", "identity", "kl_from_samples_to_grid", "latent_correction",
            "linear_gaussian_posterior", "objective_fn", "paper_toy_operator", "posterior_log_density",
            "precondition", "random_convolution_subsample", "rosenbrock_log_prob", "rosenbrock_operator",
-           "rosenbrock_sample", "speedup", "steps_to_reach", "trainable_mask"]
+           "rosenbrock_sample", "smooth_history", "speedup", "steps_to_reach", "trainable_mask"]
