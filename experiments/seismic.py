@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.preconditioned_steps, args.scratch_max_steps, args.lr = 500, 5000, 1e-4
         args.eval_every, args.posterior_samples = 50, 256
     if args.smoke:
-        args.size, args.train_images, args.low_steps, args.batch = 16, 32, 10, 8
-        args.levels, args.flow_steps, args.hidden, args.context_features = 1, 2, 8, 4
+        args.size, args.train_images, args.low_steps, args.batch = 8, 16, 5, 8
+        args.levels, args.flow_steps, args.hidden, args.context_features = 1, 1, 4, 4
         args.vi_samples, args.preconditioned_steps, args.scratch_max_steps = 4, 4, 12
         args.eval_every, args.eval_samples, args.posterior_samples = 4, 8, 16
     return args
