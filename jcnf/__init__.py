@@ -2,7 +2,7 @@
 
 from jcnf import bijectors, distributions, flows, nets
 from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
-from jcnf import train
+from jcnf import inverse, train
 
 __version__ = "0.1.0"
 
