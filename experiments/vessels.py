@@ -51,7 +51,7 @@ def _parse(argv):
     parser.add_argument("--test-images", type=int, default=8)
     parser.add_argument("--crop", type=int, default=32, help="training crop size (divisible by 2^levels)")
     parser.add_argument("--crops", type=int, default=2048, help="training crops drawn from the training images")
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--levels", type=int, default=2)
@@ -136,8 +136,10 @@ def _train(model, crops, args, out, name, dequantizer=None):
 def _flow_samples(model, flow_params, context, num_samples, rng):
     """Binarized flow samples [S, B, H, W, 1] and the raw values v [S, B, H, W, 1]."""
     params = _at_event_shape(flow_params, context.shape[1:3] + (1,))
-    sample = jax.jit(lambda key: model.apply({"params": params}, key, context, method="sample"))
-    values = np.stack([np.asarray(sample(key)) for key in jax.random.split(rng, num_samples)])
+    # Parameters and context are arguments, not closed-over constants, which
+    # XLA would try to constant-fold through the whole network.
+    sample = jax.jit(lambda params, key, context: model.apply({"params": params}, key, context, method="sample"))
+    values = np.stack([np.asarray(sample(params, key, context)) for key in jax.random.split(rng, num_samples)])
     return (values > 0.5).astype(np.float32), values
 
 
@@ -147,12 +149,13 @@ def _flow_test_bpp(model, dequantizer, params, test, rng, draws=4):
     batch = {"value": jnp.asarray(test["value"]), "context": jnp.asarray(test["context"])}
 
     @jax.jit
-    def bound(key):
-        v, log_correction = dequantizer.apply({"params": params["dequantizer"]}, key, batch["value"], batch)
+    def bound(dequantizer_params, flow_params, key, batch):
+        v, log_correction = dequantizer.apply({"params": dequantizer_params}, key, batch["value"], batch)
         log_prob = model.apply({"params": flow_params}, v, batch["context"], method="log_prob")
         return elbo_bits_per_pixel(log_prob, log_correction, math.prod(v.shape[1:]))
 
-    return float(np.mean([np.asarray(bound(key)) for key in jax.random.split(rng, draws)]))
+    return float(np.mean([np.asarray(bound(params["dequantizer"], flow_params, key, batch))
+                          for key in jax.random.split(rng, draws)]))
 
 
 # --------------------------------------------------------------------------
@@ -303,8 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
     flow_samples, _ = _flow_samples(flow, flow_state.params["flow"], context, args.samples, sample_rng)
     baseline_variables = {"params": baseline_state.params["flow"]}
     baseline_soft = np.asarray(baseline.apply(baseline_variables, context, method="probabilities"))
-    draw = jax.jit(lambda key: baseline.apply(baseline_variables, key, context, method="sample"))
-    baseline_samples = np.stack([np.asarray(draw(key)) for key in jax.random.split(baseline_rng, args.samples)])
+    draw = jax.jit(lambda variables, key, context: baseline.apply(variables, key, context, method="sample"))
+    baseline_samples = np.stack([np.asarray(draw(baseline_variables, key, context))
+                                 for key in jax.random.split(baseline_rng, args.samples)])
     flow_soft = flow_samples.mean(axis=0)
     soft_by_model = {"CNF": flow_soft, "factorized": baseline_soft}
     scores = {"CNF": _score(flow_soft, flow_samples, labels, fov),
