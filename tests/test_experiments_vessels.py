@@ -22,4 +22,5 @@ def test_vessels_smoke_writes_results_and_figures(tmp_path):
     # positive number of bits per pixel, below the 1 bit of a coin flip plus
     # the slack a fresh dequantizer adds (a loose sanity range, not a target).
     assert 0.0 < results["test_bits_per_pixel"]["CNF_negative_elbo"] < 3.0
-    assert set(results["claims"]) == {"cnf_samples_closer_to_truth_in_pr", "cnf_ece_lower"}
+    assert set(results["claims"]) == {"cnf_samples_closer_to_truth_in_pr", "cnf_ece_lower",
+                                      "cnf_sample_components_closer_to_truth"}
