@@ -29,7 +29,6 @@ import numpy as np
 from scipy import ndimage
 from skimage import data as skdata
 from skimage import transform as sktransform
-from tqdm import trange
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
