@@ -1,0 +1,60 @@
+"""Synthetic fundus images: exact masks inside the FOV, vessels darker than background; the model context."""
+
+import numpy as np
+import pytest
+
+from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
+
+
+def test_synthetic_fundus_shapes_masks_and_contrast():
+    data = synthetic_fundus(np.random.default_rng(0), 4, 64)
+    assert data["image"].shape == (4, 64, 64, 3) and data["image"].dtype == np.float32
+    assert data["vessels"].shape == (4, 64, 64, 1) and data["fov"].dtype == bool
+    assert set(np.unique(data["vessels"]).tolist()) == {0.0, 1.0}
+    # Masks are zero outside the FOV and the image is black there.
+    assert not np.any(data["vessels"][~data["fov"]])
+    assert not np.any(data["image"][np.broadcast_to(~data["fov"], data["image"].shape)])
+    fraction = data["vessels"][data["fov"]].mean()
+    # DRIVE's vessels cover ~12% of the FOV; the generator aims at that order (5-25%).
+    assert 0.05 < fraction < 0.25, fraction
+    green, vessels, fov = data["image"][..., 1], data["vessels"][..., 0] > 0, data["fov"][..., 0]
+    # Vessels darken the green channel: their mean is clearly (> 10%) below the background's.
+    assert green[vessels].mean() < 0.9 * green[fov & ~vessels].mean()
+    # Same seed, same images.
+    again = synthetic_fundus(np.random.default_rng(0), 4, 64)
+    np.testing.assert_array_equal(again["vessels"], data["vessels"])
+
+
+def test_fundus_context_is_standardized_inside_fov_and_zero_outside():
+    data = synthetic_fundus(np.random.default_rng(1), 2, 48)
+    context = fundus_context(data["image"], data["fov"])
+    assert context.shape == (2, 48, 48, 2) and context.dtype == np.float32
+    for i in range(2):
+        inside = data["fov"][i, ..., 0]
+        # Standardized per image (float32 rounding only).
+        assert abs(context[i, ..., 0][inside].mean()) < 1e-4
+        assert abs(context[i, ..., 0][inside].std() - 1.0) < 1e-4
+        assert not np.any(context[i, ..., 0][~inside])
+        np.testing.assert_array_equal(context[i, ..., 1], inside.astype(np.float32))
+
+
+def test_random_crops_take_the_same_window_from_every_array():
+    rng = np.random.default_rng(2)
+    image = np.arange(2 * 16 * 16, dtype=np.float32).reshape(2, 16, 16, 1)
+    crops = random_crops(rng, {"a": image, "b": 2 * image}, 8, 5)
+    assert crops["a"].shape == (5, 8, 8, 1)
+    np.testing.assert_array_equal(crops["b"], 2 * crops["a"])
+
+
+def test_bad_arguments_raise():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="`size`"):
+        synthetic_fundus(rng, 1, 8)
+    with pytest.raises(ValueError, match="`num`"):
+        synthetic_fundus(rng, 0)
+    with pytest.raises(ValueError, match="`fov`"):
+        fundus_context(np.zeros((1, 8, 8, 3)), np.ones((1, 8, 8)))
+    with pytest.raises(ValueError, match="`image`"):
+        fundus_context(np.zeros((1, 8, 8)), np.ones((1, 8, 8, 1)))
+    with pytest.raises(ValueError, match="`crop`"):
+        random_crops(rng, {"a": np.zeros((1, 8, 8, 1))}, 9, 1)
