@@ -92,10 +92,10 @@ def median_rate(run: Callable[[], Any], calls: int, repeats: int, warmup: int = 
     return statistics.median(rates)
 
 
-def compiled_flops(jitted: Callable, *args) -> Optional[float]:
-    """FLOPs of one call of a jitted function, from XLA's cost analysis of the compiled program."""
+def compiled_flops(compiled: Any) -> Optional[float]:
+    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`), from XLA's cost analysis."""
     try:
-        analysis = jitted.lower(*args).compile().cost_analysis()
+        analysis = compiled.cost_analysis()
     except Exception:  # some backends do not implement cost analysis
         return None
     if isinstance(analysis, (list, tuple)):
