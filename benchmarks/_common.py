@@ -54,11 +54,19 @@ def peak_flops(name: Optional[str] = None) -> Optional[dict[str, float]]:
     return None
 
 
+def _jaxlib_version() -> Optional[str]:
+    try:
+        import jaxlib
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return None
+
+
 def environment() -> dict:
     """Device, library versions and machine load: what a reader needs to compare two result files."""
     device = jax.devices()[0]
     record = {"device": device_name(), "platform": device.platform, "device_count": jax.device_count(),
-              "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__,
+              "python": platform.python_version(), "jax": jax.__version__, "jaxlib": _jaxlib_version(),
               "flax": flax.__version__, "optax": optax.__version__, "distrax": distrax.__version__,
               "jcnf": jcnf.__version__, "cpu_count": os.cpu_count(),
               # Other processes on a shared machine slow every figure down; the load tells a reader by how much.

@@ -33,8 +33,8 @@ from jcnf.nets.encoder import ContextEncoder
 
 DIFFERENCES = {
     "conv1x1_log_det": "dense W, jnp.linalg.slogdet(W) per call (jcnf: LU form, positions * sum(log_diag))",
-    "conv1x1_inverse": "jnp.linalg.solve(W, y) per call, a pivoted LU of W each time (jcnf: two triangular "
-                       "solves of the stored LU factors)",
+    "conv1x1_inverse": "jnp.linalg.inv(W) per call (a pivoted LU and inverse of W each time, as normflows "
+                       "does with torch.inverse); jcnf: two triangular solves of the stored LU factors",
     "actnorm": "distrax.Block(distrax.ScalarAffine) with the log-scale broadcast to every element and summed "
                "(jcnf: positions * sum(log_scale))",
     "composition": "distrax.Chain per level (jcnf: a Python loop over Flax step modules)",
@@ -42,7 +42,12 @@ DIFFERENCES = {
 
 
 class DenseConv1x1(distrax.Bijector):
-    """y = x W^T per position with a dense W: slogdet and solve on every call."""
+    """y = x W^T per position with a dense W: slogdet and a matrix inverse on every call.
+
+    (The inverse multiplies by inv(W) rather than calling `jnp.linalg.solve`
+    with every position as a right-hand side: on XLA:CPU that solve costs
+    ~7 ms for 12 channels and 512 positions, a strawman no careful user keeps.)
+    """
 
     def __init__(self, weight: Array, event_ndims: int = 3):
         super().__init__(event_ndims_in=event_ndims)
@@ -59,9 +64,7 @@ class DenseConv1x1(distrax.Bijector):
         return x @ self.weight.T, self._log_det(x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
-        flat = y.reshape(-1, y.shape[-1])
-        x = jnp.linalg.solve(self.weight, flat.T).T.reshape(y.shape)
-        return x, -self._log_det(y)
+        return y @ jnp.linalg.inv(self.weight).T, -self._log_det(y)
 
 
 def naive_actnorm(loc: Array, log_scale: Array, event_ndims: int) -> distrax.Bijector:
