@@ -274,6 +274,7 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
         except Exception as error:  # e.g. no C++ compiler for inductor on this host
             result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         print(f"    torch {label}: {result[label]}", flush=True)
+    result["normflows"] = _normflows_peer(config, value_t, rate, compile_modes)
     if bf16 and device == "cuda":
         def autocast(fn):
             def run(*args):
@@ -285,6 +286,38 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
                                              "inverse": rate(autocast(model.inverse), z_t, context_t)}
         except Exception as error:
             result["eager_bf16_autocast"] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    return result
+
+
+def _normflows_peer(config: dict, value_t, rate: Callable, compile_modes: bool) -> dict:
+    """normflows' own (unconditional) Glow at the same L, K, width and image size, when importable."""
+    try:
+        import normflows  # noqa: F401
+    except ImportError:
+        return {"skipped": "normflows is not importable"}
+    import torch
+    from benchmarks._normflows_glow import build_normflows_glow
+
+    torch.manual_seed(0)
+    model = build_normflows_glow(config["levels"], config["steps"], config["hidden"], config["size"])
+    model = model.to(value_t.device)
+    with torch.no_grad():
+        model.log_prob(value_t, None)  # ActNorm's data-dependent initialization happens on the first batch
+    model.eval()
+    batch = value_t.shape[0]
+    result = {"implementation": "normflows.MultiscaleFlow of GlowBlock (unconditional, LU 1x1 conv)",
+              "normflows": normflows.__version__ if hasattr(normflows, "__version__") else "unknown",
+              "num_params": sum(p.numel() for p in model.parameters()),
+              "note": "forward = log_prob(x); inverse = sample(batch), which also returns log-probabilities"}
+    variants = [("eager", model.log_prob, model.sample)]
+    if compile_modes:
+        variants.append(("compiled", torch.compile(model.log_prob), torch.compile(model.sample)))
+    for label, log_prob, sample in variants:
+        try:
+            result[label] = {"forward": rate(log_prob, value_t, None), "inverse": rate(sample, batch)}
+        except Exception as error:
+            result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+        print(f"    normflows {label}: {result[label]}", flush=True)
     return result
 
 
@@ -345,6 +378,11 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
                 for direction in ("forward", "inverse"):
                     entry[f"{direction}_ratio_vs_torch_{label}"] = ratio(
                         ours[direction]["samples_per_s"], peer[label][direction]["samples_per_s"])
+        for label in ("eager", "compiled"):
+            if "forward" in peer.get("normflows", {}).get(label, {}):
+                for direction in ("forward", "inverse"):
+                    entry[f"{direction}_ratio_vs_normflows_{label}"] = ratio(
+                        ours[direction]["samples_per_s"], peer["normflows"][label][direction]["samples_per_s"])
         if "bfloat16" in entry and "forward" in peer.get("eager_bf16_autocast", {}):
             for direction in ("forward", "inverse"):
                 entry[f"bf16_{direction}_ratio_vs_torch_eager_bf16"] = ratio(
@@ -393,7 +431,9 @@ def _summary(record: dict) -> dict:
         "glow_coupling_fraction_of_peak_forward": fp32["coupling_networks"]["forward"]["fraction_of_peak"],
     })
     for key in ("forward_ratio_vs_torch_eager", "inverse_ratio_vs_torch_eager", "forward_ratio_vs_torch_compiled",
-                "inverse_ratio_vs_torch_compiled", "bf16_forward_ratio_vs_torch_eager_bf16",
+                "inverse_ratio_vs_torch_compiled", "forward_ratio_vs_normflows_eager",
+                "inverse_ratio_vs_normflows_eager", "forward_ratio_vs_normflows_compiled",
+                "inverse_ratio_vs_normflows_compiled", "bf16_forward_ratio_vs_torch_eager_bf16",
                 "bf16_inverse_ratio_vs_torch_eager_bf16"):
         if key in default:
             summary[f"glow_{key}"] = default[key]
