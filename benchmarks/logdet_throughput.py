@@ -203,12 +203,17 @@ def _flop_fraction(flops_per_call: Optional[float], samples_per_s: float, batch:
 
 
 def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndarray, calls: int, repeats: int,
-                compile_modes: bool, bf16: bool) -> dict:
-    """The PyTorch Glow of the same architecture: eager and torch.compile, float32 (and bf16 autocast)."""
+                compile_modes: bool, bf16: bool, result: dict, progress: Callable[[], None]) -> None:
+    """The PyTorch Glows: ours-architecture eager (float32, bf16 autocast on GPU), normflows eager, then compiled.
+
+    Fills `result` in place and calls `progress` after each variant, so a run
+    stopped during a long `torch.compile` keeps the figures measured before.
+    """
     try:
         import torch
     except ImportError:
-        return {"skipped": "torch is not importable"}
+        result["skipped"] = "torch is not importable"
+        return
     from benchmarks._torch_glow import TorchConditionalGlow
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -262,19 +267,19 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
                     model.forward_and_log_det(value_t, context_t)
             timings[threads] = time.perf_counter() - start
         torch.set_num_threads(min(timings, key=timings.get))
-    result = {"implementation": "benchmarks/_torch_glow.py (same architecture as jcnf.ConditionalGlow)",
-              "device": device, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-              "num_params": sum(p.numel() for p in model.parameters())}
-    variants = [("eager", model.forward_and_log_det, model.inverse)]
-    if compile_modes:
-        variants.append(("compiled", torch.compile(model.forward_and_log_det), torch.compile(model.inverse)))
-    for label, forward, inverse in variants:
+    result.update({"implementation": "benchmarks/_torch_glow.py (same architecture as jcnf.ConditionalGlow)",
+                   "device": device, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                   "num_params": sum(p.numel() for p in model.parameters())})
+
+    def measure(label, forward, inverse):
         try:
             result[label] = {"forward": rate(forward, value_t, context_t), "inverse": rate(inverse, z_t, context_t)}
         except Exception as error:  # e.g. no C++ compiler for inductor on this host
             result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         print(f"    torch {label}: {result[label]}", flush=True)
-    result["normflows"] = _normflows_peer(config, value_t, rate, compile_modes)
+        progress()
+
+    measure("eager", model.forward_and_log_det, model.inverse)
     if bf16 and device == "cuda":
         def autocast(fn):
             def run(*args):
@@ -286,10 +291,15 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
                                              "inverse": rate(autocast(model.inverse), z_t, context_t)}
         except Exception as error:
             result["eager_bf16_autocast"] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-    return result
+        progress()
+    # normflows' own Glow, eager only: the issue's reference found torch.compile within 2% of eager for it.
+    result["normflows"] = _normflows_peer(config, value_t, rate)
+    progress()
+    if compile_modes:
+        measure("compiled", torch.compile(model.forward_and_log_det), torch.compile(model.inverse))
 
 
-def _normflows_peer(config: dict, value_t, rate: Callable, compile_modes: bool) -> dict:
+def _normflows_peer(config: dict, value_t, rate: Callable) -> dict:
     """normflows' own (unconditional) Glow at the same L, K, width and image size, when importable."""
     try:
         import normflows  # noqa: F401
@@ -309,20 +319,16 @@ def _normflows_peer(config: dict, value_t, rate: Callable, compile_modes: bool) 
               "normflows": normflows.__version__ if hasattr(normflows, "__version__") else "unknown",
               "num_params": sum(p.numel() for p in model.parameters()),
               "note": "forward = log_prob(x); inverse = sample(batch), which also returns log-probabilities"}
-    variants = [("eager", model.log_prob, model.sample)]
-    if compile_modes:
-        variants.append(("compiled", torch.compile(model.log_prob), torch.compile(model.sample)))
-    for label, log_prob, sample in variants:
-        try:
-            result[label] = {"forward": rate(log_prob, value_t, None), "inverse": rate(sample, batch)}
-        except Exception as error:
-            result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-        print(f"    normflows {label}: {result[label]}", flush=True)
+    try:
+        result["eager"] = {"forward": rate(model.log_prob, value_t, None), "inverse": rate(model.sample, batch)}
+    except Exception as error:
+        result["eager"] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    print(f"    normflows eager: {result['eager']}", flush=True)
     return result
 
 
 def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16: bool = True,
-               peers: bool = True) -> dict:
+               peers: bool = True, progress: Optional[Callable[[dict], None]] = None) -> dict:
     """One ConditionalGlow: ours vs naive (float32, optionally bfloat16 networks), optionally vs torch."""
     size, batch = config["size"], config["batch"]
     rng = np.random.default_rng(3)
@@ -369,26 +375,37 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
     if "bfloat16" in entry:
         entry["bf16_speedup"] = {d: ratio(entry["bfloat16"]["ours"][d]["samples_per_s"],
                                           entry["float32"]["ours"][d]["samples_per_s"]) for d in ("forward", "inverse")}
+    progress = progress or (lambda entry: None)
+    progress(entry)
     if peers and config.get("torch"):
-        peer = _torch_peer(config, value, context, z, calls, repeats, torch_compile, bool(config.get("bf16")))
-        entry["torch"] = peer
-        ours = entry["float32"]["ours"]
-        for label in ("eager", "compiled"):
-            if label in peer and "forward" in peer[label]:
-                for direction in ("forward", "inverse"):
-                    entry[f"{direction}_ratio_vs_torch_{label}"] = ratio(
-                        ours[direction]["samples_per_s"], peer[label][direction]["samples_per_s"])
-        for label in ("eager", "compiled"):
-            if "forward" in peer.get("normflows", {}).get(label, {}):
-                for direction in ("forward", "inverse"):
-                    entry[f"{direction}_ratio_vs_normflows_{label}"] = ratio(
-                        ours[direction]["samples_per_s"], peer["normflows"][label][direction]["samples_per_s"])
-        if "bfloat16" in entry and "forward" in peer.get("eager_bf16_autocast", {}):
-            for direction in ("forward", "inverse"):
-                entry[f"bf16_{direction}_ratio_vs_torch_eager_bf16"] = ratio(
-                    entry["bfloat16"]["ours"][direction]["samples_per_s"],
-                    peer["eager_bf16_autocast"][direction]["samples_per_s"])
+        entry["torch"] = {}
+
+        def peer_progress():
+            _peer_ratios(entry)
+            progress(entry)
+
+        _torch_peer(config, value, context, z, calls, repeats, torch_compile, bool(config.get("bf16")),
+                    entry["torch"], peer_progress)
+        _peer_ratios(entry)
     return entry
+
+
+def _peer_ratios(entry: dict) -> None:
+    """ours / peer samples per second for every peer variant measured so far."""
+    peer = entry["torch"]
+    ours = entry["float32"]["ours"]
+    peers = {f"torch_{label}": peer.get(label, {}) for label in ("eager", "compiled")}
+    peers["normflows_eager"] = peer.get("normflows", {}).get("eager", {})
+    for name, measured in peers.items():
+        if "forward" in measured:
+            for direction in ("forward", "inverse"):
+                entry[f"{direction}_ratio_vs_{name}"] = ratio(ours[direction]["samples_per_s"],
+                                                              measured[direction]["samples_per_s"])
+    if "bfloat16" in entry and "forward" in peer.get("eager_bf16_autocast", {}):
+        for direction in ("forward", "inverse"):
+            entry[f"bf16_{direction}_ratio_vs_torch_eager_bf16"] = ratio(
+                entry["bfloat16"]["ours"][direction]["samples_per_s"],
+                peer["eager_bf16_autocast"][direction]["samples_per_s"])
 
 
 def bench_realnvp(sizes: dict, calls: int, repeats: int) -> dict:
@@ -432,8 +449,7 @@ def _summary(record: dict) -> dict:
     })
     for key in ("forward_ratio_vs_torch_eager", "inverse_ratio_vs_torch_eager", "forward_ratio_vs_torch_compiled",
                 "inverse_ratio_vs_torch_compiled", "forward_ratio_vs_normflows_eager",
-                "inverse_ratio_vs_normflows_eager", "forward_ratio_vs_normflows_compiled",
-                "inverse_ratio_vs_normflows_compiled", "bf16_forward_ratio_vs_torch_eager_bf16",
+                "inverse_ratio_vs_normflows_eager", "bf16_forward_ratio_vs_torch_eager_bf16",
                 "bf16_inverse_ratio_vs_torch_eager_bf16"):
         if key in default:
             summary[f"glow_{key}"] = default[key]
@@ -468,7 +484,14 @@ def run(size: str, json_path: Optional[str], torch_compile: bool, calls: Optiona
     for section, config in sections:
         print(section if config is None else f"glow {config['name']}", flush=True)
         if section == "glow":
-            record["glows"].append(bench_glow(config, calls, repeats, torch_compile, bf16, peers))
+            done = list(record["glows"])
+
+            def progress(entry, done=done):
+                record["glows"] = done + [entry]
+                record["summary"] = _summary(record)
+                write_json(json_path, record)
+
+            record["glows"] = done + [bench_glow(config, calls, repeats, torch_compile, bf16, peers, progress)]
         elif section == "bijectors":
             record["bijectors"] = bench_bijectors(sizes["bijectors"], calls, repeats, bijector_names)
         else:
