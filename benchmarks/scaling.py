@@ -32,9 +32,9 @@ SIZES = {
              "steps": [1, 2], "size": [4, 8], "batch": [2, 4], "calls": 2, "repeats": 2},
     # A few minutes on a 2-core CPU.
     "default": {"base": {"levels": 2, "steps": 4, "hidden": 32, "size": 16, "batch": 8, "context_features": 8},
-                "steps": [2, 4, 8, 16], "size": [8, 16, 32], "batch": [4, 8, 16, 32], "calls": 5, "repeats": 3},
+                "steps": [2, 4, 8, 16], "size": [8, 16, 32], "batch": [4, 8, 16, 32], "calls": 10, "repeats": 7},
     "full": {"base": {"levels": 3, "steps": 8, "hidden": 256, "size": 32, "batch": 64, "context_features": 64},
-             "steps": [4, 8, 16, 32], "size": [16, 32, 64], "batch": [16, 64, 256], "calls": 10, "repeats": 5},
+             "steps": [4, 8, 16], "size": [16, 32, 64], "batch": [16, 64, 256], "calls": 10, "repeats": 5},
 }
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--png", help="write the plot here")
-    parser.add_argument("--full", action="store_true", help="GPU sizes (hidden 256, L=3, 16-64 px, batch 16-256)")
+    parser.add_argument("--full", action="store_true", help="GPU sizes (hidden 256, L=3, K 4-16, 16-64 px, batch 16-256)")
     parser.add_argument("--tiny", action="store_true", help="seconds (also chosen by JCNF_BENCH_TINY=1)")
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny or os.environ.get("JCNF_BENCH_TINY") == "1" else "full" if args.full else "default"
