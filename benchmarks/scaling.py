@@ -65,6 +65,7 @@ def time_config(config: dict, calls: int, repeats: int) -> dict:
 
 def _plot(record: dict, path: str) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -76,6 +77,9 @@ def _plot(record: dict, path: str) -> None:
             y = [1e3 * row[f"{direction}_s_per_call"] for row in rows]
             slope = record["slopes"][sweep][direction]
             ax.loglog(x, y, marker=marker, label=f"{direction} (slope {slope:.2f})")
+        ax.set_xticks(x)  # label exactly the measured points
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(labels[sweep])
         ax.set_ylabel("ms per call")
         ax.grid(True, which="both", alpha=0.3)
