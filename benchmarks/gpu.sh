@@ -8,6 +8,7 @@
 # memory_depth_gpu.json, gpu_run.log, nvidia_smi.txt. Each piece runs under its own `timeout`, and
 # every benchmark rewrites its JSON after each measurement, so a piece cut short keeps what it
 # measured. About 9 minutes at most in all: logdet 260 s, scaling 100 s, memory 170 s.
+# Shorter budgets: LOGDET_S=200 SCALING_S=60 MEMORY_S=120 bash benchmarks/gpu.sh (seconds per piece).
 # Dry run on a CPU: JCNF_BENCH_TINY=1 PYTHON=/path/to/python bash benchmarks/gpu.sh
 set -u
 OUT=${OUT:-$(mktemp -d)}
@@ -39,9 +40,9 @@ run_piece() {  # name, seconds, command...
   say "end $name: exit $?"
 }
 
-run_piece logdet_throughput 260 "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
-run_piece scaling 100 "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
-run_piece memory_depth 170 "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
+run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
+run_piece scaling "${SCALING_S:-100}" "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
+run_piece memory_depth "${MEMORY_S:-170}" "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
   --json "$OUT/memory_depth_gpu.json"
 say "done; files: $(ls "$OUT" | tr '\n' ' ')"
 grep -v -i -e warning -e "^\[" "$LOG" | tail -60
