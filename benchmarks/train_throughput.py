@@ -9,28 +9,23 @@ For each model it times, on the current default devices:
 Compilation and two warm-up calls are excluded; each repeat times a run of
 calls ending in `block_until_ready`; the median over repeats is reported.
 
-    python benchmarks/train_throughput.py --json benchmarks/results/train_throughput_cpu.json --quick
+    python -m benchmarks.train_throughput --json benchmarks/results/train_throughput_cpu.json --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import time
 from typing import Callable
 
-import distrax
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jcnf
+from benchmarks._common import environment, median_rate, write_json
 from jcnf import train
 
 # name -> (Glow kwargs, value shape [H, W, C], batch size)
@@ -51,20 +46,6 @@ def _batch(shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> dict[
     height, width, _ = shape
     return {"value": (rng.integers(0, 256, (batch_size,) + shape) / 256).astype(np.float32),
             "context": rng.normal(size=(batch_size, height // 2, width // 2, 1)).astype(np.float32)}
-
-
-def _median_rate(run: Callable[[], object], calls: int, repeats: int) -> float:
-    """Calls per second: median over `repeats` timed runs of `calls` calls, after two warm-up calls."""
-    for _ in range(2):
-        jax.block_until_ready(run())
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls - 1):
-            run()
-        jax.block_until_ready(run())
-        rates.append(calls / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def _baseline_step(model: jcnf.ConditionalGlow, optimizer: optax.GradientTransformation) -> Callable:
@@ -104,7 +85,7 @@ def benchmark(name: str, config: tuple, calls: int, repeats: int, baseline: bool
     start = time.perf_counter()
     jax.block_until_ready(train_call())
     compile_s = time.perf_counter() - start
-    steps_per_s = _median_rate(train_call, calls, repeats)
+    steps_per_s = median_rate(train_call, calls, repeats)
     result = {"model": name, "glow": kwargs, "value_shape": list(shape), "batch_size": batch_size,
               "num_params": int(num_params), "compile_s": round(compile_s, 2),
               "train_steps_per_s": steps_per_s, "train_examples_per_s": steps_per_s * batch_size}
@@ -120,33 +101,13 @@ def benchmark(name: str, config: tuple, calls: int, repeats: int, baseline: bool
                                                                             carry["rng"], device_batch)
             return loss
 
-        result["baseline_train_steps_per_s"] = _median_rate(baseline_call, calls, repeats)
+        result["baseline_train_steps_per_s"] = median_rate(baseline_call, calls, repeats)
 
     sample = train.sample_step(model)
     context = sharded["context"]
     rng = jax.random.PRNGKey(2)
-    result["samples_per_s"] = batch_size * _median_rate(lambda: sample(holder["state"], rng, context), calls, repeats)
+    result["samples_per_s"] = batch_size * median_rate(lambda: sample(holder["state"], rng, context), calls, repeats)
     return result
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def environment() -> dict:
-    device = jax.devices()[0]
-    # XLA names every CPU "cpu"; the host's processor says which one.
-    name = _cpu_name() if device.platform == "cpu" else device.device_kind
-    return {"device": name, "platform": device.platform, "device_count": jax.device_count(),
-            "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__,
-            "flax": flax.__version__, "optax": optax.__version__, "distrax": distrax.__version__,
-            "jcnf": jcnf.__version__, "cpu_count": os.cpu_count(),
-            # Other processes on a shared machine slow every figure down; the load tells a reader by how much.
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def main(argv: list[str]) -> None:
@@ -178,10 +139,7 @@ def main(argv: list[str]) -> None:
         print(f"{r['model']:8} {r['num_params']:>9} {r['batch_size']:>5} {r['train_steps_per_s']:>9.2f} "
               f"{baseline if baseline is None else round(baseline, 2)!s:>9} {r['train_examples_per_s']:>11.1f} "
               f"{r['samples_per_s']:>10.1f} {r['compile_s']:>9.1f}")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+    write_json(args.json, record)
 
 
 if __name__ == "__main__":

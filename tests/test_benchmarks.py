@@ -1,0 +1,50 @@
+"""Smoke test of the throughput benchmark: its smallest configuration runs and writes a well-formed JSON.
+
+Timings themselves are not asserted (they depend on the machine and its
+load); the structure is, and every ratio must be a positive finite number.
+"""
+
+import json
+import math
+
+from benchmarks import logdet_throughput
+
+
+def _ratios(node, path=""):
+    """Every (path, value) whose key names a ratio, anywhere in the record."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if "ratio" in key and not isinstance(value, (dict, list)):
+                yield f"{path}.{key}", value
+            yield from _ratios(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _ratios(value, f"{path}[{i}]")
+
+
+def test_logdet_throughput_smallest_configuration_writes_valid_json(tmp_path):
+    path = tmp_path / "logdet.json"
+    record = logdet_throughput.run("tiny", str(path), torch_compile=False, calls=1, repeats=1,
+                                   bijector_names=["lu_conv1x1"], bf16=False, peers=False)
+    written = json.loads(path.read_text())
+    assert written["complete"] and written["summary"] == json.loads(json.dumps(record["summary"]))
+    assert written["environment"]["device"] and written["environment"]["jax"]
+    assert set(written["naive_differences"]) >= {"conv1x1_log_det", "conv1x1_inverse"}
+    [bijector] = written["bijectors"]
+    assert bijector["bijector"] == "lu_conv1x1" and bijector["shape"] == [2, 4, 4, 4]
+    [glow] = written["glows"]
+    assert glow["default"] and glow["value_shape"] == [2, 8, 8, 3]
+    # The naive baseline computes the same map as jcnf (float32 rounding of a ~1e2 log-det).
+    assert glow["float32"]["naive_max_abs_diff"]["z"] < 1e-4
+    assert glow["float32"]["naive_max_abs_diff"]["log_det"] < 1e-3
+    for key in ("glow_forward_ratio_vs_naive", "glow_inverse_ratio_vs_naive"):
+        assert key in written["summary"]
+    ratios = dict(_ratios(written))
+    assert len(ratios) >= 8
+    for where, value in ratios.items():
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, where
+    for entry in [bijector, written["realnvp"]] + [glow["float32"]]:
+        for label in ("ours", "naive"):
+            for direction in ("forward", "inverse"):
+                rate = entry[label][direction]["samples_per_s"]
+                assert math.isfinite(rate) and rate > 0
