@@ -4,7 +4,7 @@
 # Run from the repository root on the device machine, with .whl/ carried (distrax and its
 # dependencies as wheels; see /work/shared/device/README.md):
 #     bash benchmarks/gpu.sh
-# Writes into "$OUT" (6 files): logdet_throughput_gpu.json, scaling_gpu.json, scaling_gpu.png,
+# Writes into "$OUT" (7 files): logdet_throughput_gpu.json, train_throughput_gpu.json, scaling_gpu.json, scaling_gpu.png,
 # memory_depth_gpu.json, gpu_run.log, nvidia_smi.txt. Each piece runs under its own `timeout`, and
 # every benchmark rewrites its JSON after each measurement, so a piece cut short keeps what it
 # measured. About 9 minutes at most in all: logdet 260 s, scaling 100 s, memory 170 s.
@@ -41,6 +41,7 @@ run_piece() {  # name, seconds, command...
 }
 
 run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
+run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput --json "$OUT/train_throughput_gpu.json"
 run_piece scaling "${SCALING_S:-100}" "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
 run_piece memory_depth "${MEMORY_S:-170}" "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
   --json "$OUT/memory_depth_gpu.json"
