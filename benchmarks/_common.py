@@ -100,17 +100,26 @@ def median_rate(run: Callable[[], Any], calls: int, repeats: int, warmup: int = 
     return statistics.median(rates)
 
 
-def compiled_flops(compiled: Any) -> Optional[float]:
-    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`), from XLA's cost analysis."""
-    try:
-        analysis = compiled.cost_analysis()
-    except Exception:  # some backends do not implement cost analysis
-        return None
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else None
-    if not analysis or "flops" not in analysis:
-        return None
-    return float(analysis["flops"])
+def compiled_flops(*programs: Any) -> Optional[float]:
+    """FLOPs of one call, from XLA's cost analysis of the first program that reports a positive count.
+
+    Pass the lowered program first (`jax.jit(f).lower(...)`): its analysis
+    runs on the HLO before backend optimization, where convolutions are still
+    convolutions. After GPU compilation they become cuDNN custom calls that
+    the analysis cannot count and reports as -1 ("unknown"), which must not
+    be read as a FLOP figure.
+    """
+    for program in programs:
+        try:
+            analysis = program.cost_analysis()
+        except Exception:  # some backends do not implement cost analysis
+            continue
+        if isinstance(analysis, (list, tuple)):
+            analysis = analysis[0] if analysis else None
+        flops = float(analysis.get("flops", -1.0)) if analysis else -1.0
+        if flops > 0:
+            return flops
+    return None
 
 
 def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:

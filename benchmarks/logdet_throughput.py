@@ -99,11 +99,12 @@ def _synthetic_params(init: Callable, *args, seed: int = 0, scale: float = 0.02)
 def _timed(fn: Callable, args: tuple, batch: int, calls: int, repeats: int) -> dict:
     """Compiles `fn` (timed separately), then measures samples/s; returns rate, compile time and FLOPs/call."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    lowered = jax.jit(fn).lower(*args)
+    compiled = lowered.compile()
     jax.block_until_ready(compiled(*args))
     compile_s = time.perf_counter() - start
     rate = batch * median_rate(lambda: compiled(*args), calls, repeats)
-    return {"samples_per_s": rate, "compile_s": round(compile_s, 3), "flops_per_call": compiled_flops(compiled),
+    return {"samples_per_s": rate, "compile_s": round(compile_s, 3), "flops_per_call": compiled_flops(lowered, compiled),
             "_compiled": compiled}
 
 
@@ -181,7 +182,8 @@ def _coupling_flops(config: dict, dtype) -> Optional[float]:
         x1 = jnp.zeros((config["batch"], size, size, split))
         h = jnp.zeros((config["batch"], size, size, config["context_features"]))
         params = jax.eval_shape(net.init, jax.random.PRNGKey(0), x1, h)
-        flops = compiled_flops(jax.jit(net.apply).lower(params, x1, h).compile())
+        lowered = jax.jit(net.apply).lower(params, x1, h)
+        flops = compiled_flops(lowered, lowered.compile())
         if flops is None:
             return None
         total += config["steps"] * flops
