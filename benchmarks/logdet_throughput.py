@@ -22,6 +22,7 @@ short by a timeout keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -172,16 +173,23 @@ def bench_bijectors(sizes: dict, calls: int, repeats: int, names: Optional[list[
 
 
 def _coupling_flops(config: dict, dtype) -> Optional[float]:
-    """FLOPs of all coupling networks in one Glow forward call, from XLA's cost analysis of one net per level."""
+    """FLOPs of all coupling networks in one Glow forward call, from XLA's cost analysis of one net per level.
+
+    Counted on the CPU backend whatever the device: a FLOP count is a property
+    of the program, and after GPU compilation XLA's analysis cannot count the
+    cuDNN convolutions (it reports -1).
+    """
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
     total = 0.0
     channels, size = IMAGE_CHANNELS, config["size"]
     for level in range(config["levels"]):
         channels, size = channels * 4, size // 2
         split = channels // 2
         net = ConvCouplingNet(coupling_param_size("affine", channels - split), config["hidden"], dtype=dtype)
-        x1 = jnp.zeros((config["batch"], size, size, split))
-        h = jnp.zeros((config["batch"], size, size, config["context_features"]))
-        params = jax.eval_shape(net.init, jax.random.PRNGKey(0), x1, h)
+        x1 = jax.ShapeDtypeStruct((config["batch"], size, size, split), jnp.float32, sharding=cpu)
+        h = jax.ShapeDtypeStruct((config["batch"], size, size, config["context_features"]), jnp.float32, sharding=cpu)
+        params = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=cpu),
+                              jax.eval_shape(net.init, jax.random.PRNGKey(0), x1, h))
         lowered = jax.jit(net.apply).lower(params, x1, h)
         flops = compiled_flops(lowered, lowered.compile())
         if flops is None:
@@ -192,16 +200,43 @@ def _coupling_flops(config: dict, dtype) -> Optional[float]:
     return total
 
 
-def _flop_fraction(flops_per_call: Optional[float], samples_per_s: float, batch: int, precision: str) -> dict:
+def _flop_fraction(flops_per_call: Optional[float], samples_per_s: float, batch: int, precision: str,
+                   peaks: Optional[dict[str, float]]) -> dict:
     achieved = None if flops_per_call is None else flops_per_call * samples_per_s / batch
-    peaks = peak_flops()
-    fractions = None
-    if achieved is not None and peaks is not None:
+    if achieved is None:
+        fractions = "unknown (XLA could not count the coupling networks' FLOPs)"
+    elif peaks is None:
+        fractions = "unknown (no peak figure for this device)"
+    else:
         fractions = {name: achieved / peak for name, peak in peaks.items()
                      if (precision == "float32" and name in ("fp32", "tf32")) or
                      (precision == "bfloat16" and name == "bf16")}
-    return {"coupling_flops_per_call": flops_per_call, "coupling_flop_per_s": achieved,
-            "fraction_of_peak": fractions if fractions is not None else "unknown (no peak figure for this device)"}
+    return {"coupling_flops_per_call": flops_per_call, "coupling_flop_per_s": achieved, "fraction_of_peak": fractions}
+
+
+def fill_flop_fractions(json_path: str) -> dict:
+    """Recounts the coupling FLOPs of every Glow in a results file and rewrites its fractions of peak.
+
+    For results written before the FLOPs were counted on the CPU backend: the
+    throughputs and the device's peak are the file's own, only the FLOP
+    counts are recomputed (they do not depend on the device).
+    """
+    with open(json_path) as f:
+        record = json.load(f)
+    peaks = record["environment"].get("peak_flops")
+    for entry in record["glows"]:
+        config = dict(entry["glow"], size=entry["value_shape"][1], batch=entry["batch"])
+        for dtype_name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
+            if dtype_name not in entry:
+                continue
+            result = entry[dtype_name]
+            flops = _coupling_flops(config, dtype)
+            result["coupling_networks"] = {
+                direction: _flop_fraction(flops, result["ours"][direction]["samples_per_s"], entry["batch"],
+                                          dtype_name, peaks) for direction in ("forward", "inverse")}
+    record["summary"].update(_summary(record))
+    write_json(json_path, record)
+    return record
 
 
 def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndarray, calls: int, repeats: int,
@@ -368,7 +403,8 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
                                                               result["naive"][direction]["samples_per_s"])
         coupling_flops = _coupling_flops(config, dtype)
         result["coupling_networks"] = {
-            direction: _flop_fraction(coupling_flops, result["ours"][direction]["samples_per_s"], batch, dtype_name)
+            direction: _flop_fraction(coupling_flops, result["ours"][direction]["samples_per_s"], batch, dtype_name,
+                                      peak_flops())
             for direction in ("forward", "inverse")}
         entry[dtype_name] = result
         print(f"  {config['name']} {dtype_name}: fwd {result['ours']['forward']['samples_per_s']:.0f}/s, "
@@ -519,7 +555,11 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--glows", nargs="*", help="only these Glow configurations, by name")
     parser.add_argument("--calls", type=int)
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--fill-flops", metavar="RESULTS_JSON",
+                        help="only recount the coupling FLOPs of a results file and rewrite its fractions of peak")
     args = parser.parse_args(argv)
+    if args.fill_flops:
+        return fill_flop_fractions(args.fill_flops)
     tiny = args.tiny or os.environ.get("JCNF_BENCH_TINY") == "1"
     size = "tiny" if tiny else "quick" if args.quick else "full"
     torch_compile = args.torch_compile == "on" or (args.torch_compile == "auto" and size == "full")
