@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--context-features", type=int, default=32)
     parser.add_argument("--encoder-blocks", type=int, default=2)
+    parser.add_argument("--no-context-skip", dest="context_skip", action="store_false",
+                        help="model the value itself, not its residual from the upsampled context (both models)")
     parser.add_argument("--mixtures", type=int, default=5, help="logistic components of the baseline")
     parser.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform")
     parser.add_argument("--figure-examples", type=int, default=4)
@@ -101,7 +103,7 @@ def matched_baseline(args: argparse.Namespace, target: int, example: dict) -> Di
     def make(hidden: int) -> DiscretizedLogisticBaseline:
         return DiscretizedLogisticBaseline(hidden=hidden, head_blocks=2, num_mixtures=args.mixtures,
                                            context_features=args.context_features,
-                                           encoder_blocks=args.encoder_blocks)
+                                           encoder_blocks=args.encoder_blocks, context_skip=args.context_skip)
 
     def size(hidden: int) -> int:
         shapes = jax.eval_shape(make(hidden).init, jax.random.PRNGKey(0), example["value"], example["context"])
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     batches = lambda seed: jdata.SuperResolutionBatches(train_patches, args.batch, args.factor, seed=seed)  # noqa: E731
     example = {k: v[:args.batch] for k, v in test.items()}
 
-    flow = jcnf.ConditionalGlow(levels=args.levels, steps=args.flow_steps, hidden=args.hidden,
+    glow = jcnf.flows.SuperResolutionGlow if args.context_skip else jcnf.ConditionalGlow
+    flow = glow(levels=args.levels, steps=args.flow_steps, hidden=args.hidden,
                                 context_features=args.context_features, encoder_blocks=args.encoder_blocks)
     if args.dequantization == "variational":
         dequantizer = VariationalDequantizer(levels=1, steps=2, hidden=max(args.hidden // 2, 8),
