@@ -1,5 +1,6 @@
 """The factorized discretized-logistic baseline: bin probabilities, mode, sampling, the module."""
 
+import functools
 import itertools
 
 import jax
@@ -92,7 +93,9 @@ def _tiny_model(**kwargs):
                                        encoder_blocks=1, num_bins=4, **kwargs)
 
 
+@functools.lru_cache(maxsize=None)
 def _tiny_init(model, batch=2, seed=0):
+    """Perturbed variables, a value and a context; cached: compiling init is the slow part."""
     rng = jax.random.PRNGKey(seed)
     value = jax.random.randint(rng, (batch, 2, 2, 1), 0, 4) / 4.0
     context = jax.random.uniform(jax.random.fold_in(rng, 1), (batch, 1, 1, 1), maxval=0.99)

@@ -1,5 +1,6 @@
 """SuperResolutionGlow: a ConditionalGlow of the residual from the upsampled context."""
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,9 @@ from conftest import brute_force_log_det, perturb
 from jcnf.flows import ConditionalGlow, SuperResolutionGlow
 
 
+@functools.lru_cache(maxsize=None)
 def _setup():
+    """Perturbed variables, a value and its context; cached: compiling init is the slow part."""
     model = SuperResolutionGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
     rng = jax.random.PRNGKey(0)
     value = jax.random.uniform(rng, (3, 2, 2, 1))
