@@ -3,6 +3,7 @@
 from jcnf import bijectors, distributions, flows, nets
 from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
 from jcnf import train
+from jcnf import baselines, data, dequantize
 
 __version__ = "0.1.0"
 
