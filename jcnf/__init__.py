@@ -1,9 +1,9 @@
 """jcnf: conditional normalizing flows in JAX, on distrax, Flax and optax."""
 
+from jcnf import baselines, data, dequantize
 from jcnf import bijectors, distributions, flows, nets
 from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
 from jcnf import train
-from jcnf import baselines, data, dequantize
 
 __version__ = "0.1.0"
 
