@@ -4,10 +4,14 @@ p(high-res | low-res) is modelled by a ConditionalGlow (context encoder,
 uniform or variational dequantization) and by the paper's baseline, a
 factorized discretized-logistic mixture per sub-pixel from the same kind of
 context encoder, with about the same parameter count, trained on the same
-patches for the same number of steps. On held-out photographs it reports
-test bits/dim of both, PSNR/SSIM of CNF samples at temperatures
-{0, 0.5, 0.8, 1.0}, of the baseline's mode and of bicubic upsampling, and
-draws them side by side.
+patches for the same number of steps. By default both models predict the
+residual from the nearest-neighbour upsampled low-res image
+(`SuperResolutionGlow`, the baseline's `context_skip`); `--no-context-skip`
+turns that off for both. On held-out photographs it reports test bits/dim
+of both (the CNF's is the dequantization bound, an upper bound on its
+discrete bits/dim; the baseline's is exact), PSNR/SSIM of CNF samples at
+temperatures {0, 0.5, 0.8, 1.0}, of the baseline's mode and of bicubic
+upsampling, and draws them side by side (samples.png).
 
     python -m experiments.superres --out out/superres              # CPU default, minutes
     python -m experiments.superres --data tfds --tfds-name downsampled_imagenet/32x32 \
