@@ -1,5 +1,6 @@
 """jcnf: conditional normalizing flows in JAX, on distrax, Flax and optax."""
 
+from jcnf import baselines, data, dequantize
 from jcnf import bijectors, distributions, flows, nets
 from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
 from jcnf import inverse, train

@@ -195,6 +195,11 @@ class DiscretizedLogisticBaseline(nn.Module):
         if self.num_mixtures < 1 or self.num_bins < 2:
             raise ValueError(f"Need `num_mixtures` >= 1 and `num_bins` >= 2; got {self.num_mixtures}, "
                              f"{self.num_bins}.")
+        # Ranks and dtypes first: the shape marker below would otherwise fail
+        # with a Flax shape error on a value of the wrong rank.
+        _checks.check_float_array("context", context, "[batch, height/r, width/r, channels]", (4,))
+        if value is not None:
+            _checks.check_float_array("value", value, "[batch, height, width, channels]", (4,))
         # Only the value's shape is read: it is remembered in the parameters.
         event_shape = make_shape_marker()(None if value is None else tuple(value.shape[1:]))
         self._check(value, context, event_shape)

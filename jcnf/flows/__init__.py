@@ -4,6 +4,7 @@ from jcnf.flows.base import ConditionalFlow, standard_normal_log_prob
 from jcnf.flows.distribution import ValueToLatent, flow_distribution
 from jcnf.flows.glow import ConditionalGlow
 from jcnf.flows.realnvp import ConditionalRealNVP
+from jcnf.flows.superres import SuperResolutionGlow
 
-__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalRealNVP", "ValueToLatent",
+__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalRealNVP", "SuperResolutionGlow", "ValueToLatent",
            "flow_distribution", "standard_normal_log_prob"]
