@@ -1,11 +1,9 @@
 """jcnf: conditional normalizing flows in JAX, on distrax, Flax and optax."""
 
-from jcnf import baselines, data, dequantize
-from jcnf import bijectors, distributions, flows, nets
-from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP
-from jcnf import inverse, train
+from jcnf import baselines, bijectors, data, dequantize, distributions, flows, inverse, metrics, nets, train
+from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalRealNVP, SuperResolutionGlow
 
 __version__ = "0.1.0"
 
-__all__ = ["bijectors", "distributions", "flows", "nets", "train", "ConditionalFlow", "ConditionalGlow",
-           "ConditionalRealNVP", "__version__"]
+__all__ = ["baselines", "bijectors", "data", "dequantize", "distributions", "flows", "inverse", "metrics", "nets",
+           "train", "ConditionalFlow", "ConditionalGlow", "ConditionalRealNVP", "SuperResolutionGlow", "__version__"]
