@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jcnf
+from experiments._figures import image_grid
 from jcnf import data as jdata
 from jcnf import metrics
 from jcnf.baselines import DiscretizedLogisticBaseline
@@ -134,19 +135,9 @@ def image_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def draw(path: str, columns: dict[str, np.ndarray], examples: int) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(examples, len(columns), figsize=(1.6 * len(columns), 1.6 * examples), squeeze=False)
-    for col, (title, images) in enumerate(columns.items()):
-        for row in range(examples):
-            axes[row, col].imshow(np.clip(images[row], 0.0, 1.0), interpolation="nearest")
-            axes[row, col].set_axis_off()
-        axes[0, col].set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """One row per example, one column per entry of `columns` (title -> images [N, H, W, C])."""
+    image_grid([[(images[row], title if row == 0 else "") for title, images in columns.items()]
+                for row in range(examples)], path, panel_size=(1.6, 1.6), dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:

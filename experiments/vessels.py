@@ -24,20 +24,17 @@ import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from scipy import ndimage
 from skimage import data as skdata
 from skimage import transform as sktransform
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import jcnf  # noqa: E402
-from jcnf import metrics  # noqa: E402
-from jcnf.baselines import FactorizedBernoulli  # noqa: E402
-from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus  # noqa: E402
-from jcnf.dequantize import BinaryDequantizer, elbo_bits_per_pixel  # noqa: E402
+import jcnf
+from experiments._figures import image_grid, pyplot, save
+from jcnf import metrics
+from jcnf.baselines import FactorizedBernoulli
+from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
+from jcnf.dequantize import BinaryDequantizer, elbo_bits_per_pixel
 
 
 def _parse(argv):
@@ -202,7 +199,7 @@ def _score(soft, samples, labels, fov) -> dict:
 
 
 def _figure_pr(soft_by_model, labels, fov, scores, path):
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = pyplot().subplots(figsize=(5, 5))
     for (name, soft), colour in zip(soft_by_model.items(), ("C0", "C1")):
         precision, recall, _ = metrics.precision_recall_curve(soft, labels, fov)
         ax.plot(recall, precision, colour, label=f"{name} (AP {scores[name]['auc_pr']:.3f})")
@@ -211,13 +208,11 @@ def _figure_pr(soft_by_model, labels, fov, scores, path):
                 label=f"{name} max F1 {scores[name]['max_f1']:.3f}")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Soft images, inside the FOV")
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _figure_scatter(scores, path):
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = pyplot().subplots(figsize=(5, 5))
     for name, colour in zip(scores, ("C0", "C1")):
         pr = scores[name]["_per_image_pr"].reshape(-1, 2)
         ax.scatter(pr[:, 1], pr[:, 0], s=6, alpha=0.4, color=colour, label=f"{name} samples (per image)")
@@ -226,41 +221,26 @@ def _figure_scatter(scores, path):
     ax.plot(1, 1, "k*", ms=14, label="ground truth")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Samples in PR space")
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _figure_samples(test, flow_samples, baseline_samples, path, images=3, per_model=4):
-    images = min(images, test["value"].shape[0])
-    columns = 2 + 2 * per_model
-    fig, axes = plt.subplots(images, columns, figsize=(1.6 * columns, 1.7 * images), squeeze=False)
-    for row in range(images):
+    rows = []
+    for row in range(min(images, test["value"].shape[0])):
         panels = [(test["image"][row], "image"), (test["value"][row, ..., 0], "truth")]
         panels += [(flow_samples[s, row, ..., 0], f"CNF {s}") for s in range(per_model)]
         panels += [(baseline_samples[s, row, ..., 0], f"factorized {s}") for s in range(per_model)]
-        for ax, (panel, title) in zip(axes[row], panels):
-            ax.imshow(np.clip(panel, 0, 1), cmap=None if panel.ndim == 3 else "gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=7)
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        rows.append(panels)
+    image_grid(rows, path, fontsize=7)
 
 
 def _figure_soft(test, soft_by_model, path, images=4):
-    images = min(images, test["value"].shape[0])
-    fig, axes = plt.subplots(images, 4, figsize=(7, 1.8 * images), squeeze=False)
-    for row in range(images):
+    rows = []
+    for row in range(min(images, test["value"].shape[0])):
         panels = [(test["image"][row], "image"), (test["value"][row, ..., 0], "truth")]
         panels += [(soft[row, ..., 0], f"{name} soft") for name, soft in soft_by_model.items()]
-        for ax, (panel, title) in zip(axes[row], panels):
-            ax.imshow(np.clip(panel, 0, 1), cmap=None if panel.ndim == 3 else "magma", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        rows.append(panels)
+    image_grid(rows, path, cmap="magma", panel_size=(1.75, 1.8))
 
 
 def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,15 +254,8 @@ def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _figure_retina(image, flow_soft, flow_sample, baseline_soft, path):
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    for ax, (panel, title) in zip(axes, [(image, "skimage.data.retina()"), (flow_soft, "CNF soft image"),
-                                         (flow_sample, "one CNF sample"), (baseline_soft, "factorized soft image")]):
-        ax.imshow(panel, cmap=None if panel.ndim == 3 else "magma", vmin=0, vmax=1)
-        ax.set_title(title)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    image_grid([[(image, "skimage.data.retina()"), (flow_soft, "CNF soft image"), (flow_sample, "one CNF sample"),
+                 (baseline_soft, "factorized soft image")]], path, cmap="magma", panel_size=(3.25, 3.6), fontsize=12)
 
 
 # --------------------------------------------------------------------------
