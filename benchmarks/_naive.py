@@ -6,10 +6,9 @@ the differences are the ones listed in `DIFFERENCES`, each something jcnf
 does better:
 
 * the 1x1 convolution keeps a dense weight W, takes its log-det from
-  `jnp.linalg.slogdet(W)` on every call, and inverts with a general
-  `jnp.linalg.solve` on every call (jcnf: an LU parameterization whose
-  log-det is a sum of log-diagonal entries and whose inverse is two
-  triangular solves);
+  `jnp.linalg.slogdet(W)` on every call, and inverts by `jnp.linalg.inv(W)`
+  on every call (jcnf: an LU parameterization whose log-det is a sum of
+  log-diagonal entries and whose inverse is two triangular solves);
 * ActNorm is `distrax.Block(distrax.ScalarAffine(...), 3)`, whose log-det
   broadcasts the per-channel log-scale to every element and sums it (jcnf:
   positions * sum(log_scale));
