@@ -124,9 +124,13 @@ def matched_baseline(args: argparse.Namespace, target: int, example: dict) -> Di
 def test_bits_per_dim(eval_step, state, pairs: dict, batch: int) -> float:
     """Mean test bits/dim over full batches of the test pairs."""
     count = (len(pairs["value"]) // batch) * batch
-    values = [float(eval_step(state, {k: v[i:i + batch] for k, v in pairs.items()})["bits_per_dim"])
+    if count == 0:
+        raise ValueError(f"need at least one full batch of test pairs: --test-patches ({len(pairs['value'])}) "
+                         f"< --batch ({batch}).")
+    # Device scalars, fetched once at the end.
+    values = [eval_step(state, {k: v[i:i + batch] for k, v in pairs.items()})["bits_per_dim"]
               for i in range(0, count, batch)]
-    return float(np.mean(values))
+    return float(jnp.mean(jnp.stack(values)))
 
 
 def image_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -61,3 +61,12 @@ def check_finite(name: str, x) -> None:
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
     if bad:
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s) ({describe(x)}).")
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Raises ValueError naming `name` unless `value` is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r} of type "
+                         f"{type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")

@@ -27,7 +27,7 @@ import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
-from jcnf._checks import check_finite, check_float_array, describe
+from jcnf._checks import check_finite, check_float_array, check_int, describe
 
 _IMAGE_SHAPE = "[batch, height, width, channels]"
 
@@ -48,14 +48,6 @@ _SSIM_K2 = 0.03
 def _is_concrete(x) -> bool:
     """Whether `x` holds values now (not a tracer), so value checks can run."""
     return not isinstance(x, jax.core.Tracer)
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r} of type "
-                         f"{type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
 
 
 def _check_positive_scalar(name: str, value) -> None:
@@ -152,7 +144,7 @@ def nats_to_bits_per_dim(nll_nats: ArrayLike, num_dims: int) -> Array:
     Returns:
       nll_nats / (D * ln 2), same shape as `nll_nats`.
     """
-    _check_positive_int("num_dims", num_dims)
+    check_int("num_dims", num_dims)
     return jnp.asarray(nll_nats) / (num_dims * math.log(2.0))
 
 
@@ -191,9 +183,9 @@ def dequantization_offset(num_dims: int, num_bins: int = 256) -> float:
     Returns:
       -num_dims * log(num_bins) in nats, a Python float.
     """
-    _check_positive_int("num_dims", num_dims)
+    check_int("num_dims", num_dims)
     # One bin is no quantization at all, so the offset would silently be 0.
-    _check_positive_int("num_bins", num_bins, minimum=2)
+    check_int("num_bins", num_bins, minimum=2)
     return -num_dims * math.log(num_bins)
 
 
@@ -545,7 +537,7 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
     Returns:
       ECE in [0, 1], a Python float.
     """
-    _check_positive_int("num_bins", num_bins)
+    check_int("num_bins", num_bins)
     probs, labels = _select("probs", probs, labels, mask)
     if probs.min() < 0.0 or probs.max() > 1.0:
         raise ValueError(f"`probs` must lie in [0, 1]; got values in [{probs.min()}, {probs.max()}].")

@@ -142,3 +142,6 @@ def test_bad_input_raises_clear_errors(problem):
         inverse.steps_to_reach(np.zeros(3), 1.0)
     with pytest.raises(ValueError, match="`window` must be >= 1"):
         inverse.smooth_history(np.zeros((3, 2)), 0)
+    # fit_reverse_kl's default (eval_samples=0) records no objective history.
+    with pytest.raises(ValueError, match="eval_samples"):
+        inverse.speedup(np.zeros((0, 2)), np.zeros((3, 2)))

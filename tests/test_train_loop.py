@@ -69,5 +69,9 @@ def test_bad_arguments():
     data = worker.tiny_problem(64)
     with pytest.raises(ValueError, match="batch_size"):
         train.fit(MODEL, data, 10)
+    with pytest.raises(ValueError, match="every"):
+        train.fit(MODEL, data, 10, batch_size=16, log_every=0)
+    with pytest.raises(ValueError, match="max_consecutive_skips"):
+        train.fit(MODEL, data, 10, batch_size=16, max_consecutive_skips=0)
     with pytest.raises(ValueError, match="ran out"):
         train.fit(MODEL, iter([{k: x[:16] for k, x in data.items()}]), 3, progress=False)

@@ -125,5 +125,10 @@ def test_bad_inputs_raise_clear_errors():
         model.apply(variables, jax.random.PRNGKey(0), (value * NUM_BINS).astype(jnp.int32), {"context": context})
     with pytest.raises(ValueError, match="`value`"):
         model.apply(variables, jax.random.PRNGKey(0), value[..., 0], {"context": context})
+    # A context of another batch size would otherwise be stretched over the values by the resize.
+    with pytest.raises(ValueError, match="`context`"):
+        model.apply(variables, jax.random.PRNGKey(0), value, {"context": context[:1]})
+    with pytest.raises(ValueError, match="`context`"):
+        model.apply(variables, jax.random.PRNGKey(0), value, {"context": context[:, 0]})
     with pytest.raises(ValueError, match="num_bins"):
         VariationalDequantizer(num_bins=1).init(jax.random.PRNGKey(0), jax.random.PRNGKey(0), value, {})

@@ -22,6 +22,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from jcnf._checks import check_int
+
 # Sizes below are for a 64-pixel image and scale with the image size.
 _REFERENCE_SIZE = 64.0
 _FOV_RADIUS = 0.46          # of the image size
@@ -59,13 +61,14 @@ def _grow_tree(rng: np.random.Generator, start: np.ndarray, angle: float, width:
                 angle -= side * rng.uniform(0.0, 0.25)
 
 
-def _rasterize(segments: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact vessel mask and the vessels' width map from segments [n, 5].
+def _rasterize(segments: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact vessel mask and the vessels' distance and width maps from segments [n, 5].
 
     Returns:
-      (mask [size, size] bool, distance-to-width ratio [size, size]: the
+      (mask [size, size] bool; distance-to-width ratio [size, size]: the
       smallest distance to a centre line divided by that vessel's half width,
-      inf where no vessel is near).
+      inf where no vessel is near; width [size, size] of that nearest vessel,
+      0 where none is near).
     """
     ratio = np.full((size, size), np.inf)
     width_at = np.zeros((size, size))
@@ -86,7 +89,7 @@ def _rasterize(segments: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]
         closer = local < window
         window[closer] = local[closer]
         width_at[r0:r1, c0:c1][closer] = width
-    return ratio <= 1.0, np.stack([ratio, width_at], axis=-1)
+    return ratio <= 1.0, ratio, width_at
 
 
 def synthetic_fundus(rng: np.random.Generator, num: int, size: int = 64, noise_std: float = 0.03
@@ -104,10 +107,8 @@ def synthetic_fundus(rng: np.random.Generator, num: int, size: int = 64, noise_s
        "vessels": [N, S, S, 1] float32 in {0, 1} (0 outside the FOV),
        "fov": [N, S, S, 1] bool}.
     """
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"`num` must be a positive integer; got {num!r}.")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
-        raise ValueError(f"`size` must be an integer >= 16; got {size!r}.")
+    check_int("num", num)
+    check_int("size", size, 16)
     if not noise_std >= 0:
         raise ValueError(f"`noise_std` must be >= 0; got {noise_std}.")
     scale = size / _REFERENCE_SIZE
@@ -133,7 +134,7 @@ def synthetic_fundus(rng: np.random.Generator, num: int, size: int = 64, noise_s
             start = disc + 0.5 * disc_radius * np.array([math.cos(angle), math.sin(angle)])
             width = rng.uniform(*_TRUNK_WIDTH) * scale
             _grow_tree(rng, start, angle + rng.normal(0.0, 0.15), width, scale, centre, fov_radius, segments)
-        mask, ratio_width = _rasterize(np.asarray(segments, np.float64).reshape(-1, 5), size)
+        mask, ratio, width_map = _rasterize(np.asarray(segments, np.float64).reshape(-1, 5), size)
         mask &= fov
 
         # Background: reddish fundus, illumination falling off radially and
@@ -149,8 +150,7 @@ def synthetic_fundus(rng: np.random.Generator, num: int, size: int = 64, noise_s
 
         # Vessels darken the image with a Gaussian cross-section; thin ones
         # are fainter (partial-volume effect), which makes them uncertain.
-        ratio, width = ratio_width[..., 0], ratio_width[..., 1]
-        contrast = 0.55 * np.clip(width / (_TRUNK_WIDTH[1] * scale), 0.3, 1.0)
+        contrast = 0.55 * np.clip(width_map / (_TRUNK_WIDTH[1] * scale), 0.3, 1.0)
         darkening = contrast * np.exp(-0.5 * (np.minimum(ratio, 10.0) / 1.0) ** 2)
         image *= 1.0 - darkening[..., None] * np.array([0.45, 1.0, 0.8])
         image += rng.normal(0.0, noise_std, image.shape)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from jcnf._checks import describe
+from jcnf._checks import check_int, describe
 
 NUM_BINS = 256
 _IMAGE_SHAPE = "[batch, height, width, channels]"
@@ -71,8 +71,7 @@ def area_downsample(images: Array, factor: int) -> Array:
     jax.numpy; runs under `jax.jit`. This is scikit-image's
     `downscale_local_mean` for block sizes that divide the image.
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"`factor` must be a positive integer; got {factor!r}.")
+    check_int("factor", factor)
     check_images("images", images)
     batch, height, width, channels = images.shape
     if height % factor or width % factor:
@@ -89,8 +88,7 @@ def bicubic_upsample(context: Array, factor: int) -> Array:
     jax.numpy (`jax.image.resize` with the Keys cubic, a = -0.5, antialiasing
     irrelevant when enlarging); the reference line of super-resolution tables.
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"`factor` must be a positive integer; got {factor!r}.")
+    check_int("factor", factor)
     if getattr(context, "ndim", None) != 4:
         raise ValueError(f"`context` must have shape {_IMAGE_SHAPE}; got {describe(context)}.")
     batch, height, width, channels = context.shape

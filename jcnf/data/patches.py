@@ -6,12 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from jcnf._checks import describe
+from jcnf._checks import check_int, describe
 
 
 def _check_photos(images: Sequence[np.ndarray], patch_size: int) -> list[np.ndarray]:
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
-        raise ValueError(f"`patch_size` must be a positive integer; got {patch_size!r}.")
+    check_int("patch_size", patch_size)
     if len(images) == 0:
         raise ValueError("`images` must be a non-empty list of [height, width, channels] uint8 arrays.")
     images = [np.asarray(image) for image in images]

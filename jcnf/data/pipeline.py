@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from jcnf._checks import check_int
 from jcnf.data.images import check_images, make_pairs
 from jcnf.train.data import ArrayBatches
 from jcnf.train.mesh import batch_sharding, make_mesh
@@ -38,6 +39,7 @@ class SuperResolutionBatches:
         check_images("patches", patches)
         if patches.dtype != np.uint8:
             raise ValueError(f"`patches` must be uint8 (8-bit pixels); got dtype {patches.dtype}.")
+        check_int("factor", factor)
         if patches.shape[1] % factor or patches.shape[2] % factor:
             raise ValueError(f"`patches` height and width must be divisible by `factor`={factor}; got shape "
                              f"{tuple(patches.shape)}.")

@@ -43,6 +43,9 @@ def _noise_context(value: Array, context: Optional[Array]) -> Array:
     # Centring the value keeps the features of a fresh encoder near zero.
     parts = [value - 0.5]
     if context is not None:
+        # A resize would silently stretch a context of another batch size over the values.
+        _checks.check_float_array("context", context, "[batch, h, w, c] or [batch, features]", (2, 4))
+        _checks.check_same_batch("value", value, "context", context)
         batch, height, width = value.shape[:3]
         if context.ndim == 4:
             context = jax.image.resize(context, (batch, height, width, context.shape[-1]), "nearest")

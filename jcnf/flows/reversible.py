@@ -71,7 +71,7 @@ def reversible_chain(step: StepFn, step_inverse: StepFn, params: Sequence[PyTree
       The chain's output (x's shape) and the summed log-det, shape [batch].
     """
     params = tuple(params)
-    stack_params(params)  # fail early, with a clear message, on mixed steps
+    _check_one_kind(params)  # fail early, with a clear message, on mixed steps
 
     @jax.custom_vjp
     def chain(params, x, context):
@@ -107,13 +107,18 @@ def reversible_chain(step: StepFn, step_inverse: StepFn, params: Sequence[PyTree
     return chain(params, x, context)
 
 
-def stack_params(params: Sequence[PyTree]) -> PyTree:
-    """Stacks per-step parameter pytrees of one structure leaf-wise, each leaf [K, ...]."""
+def _check_one_kind(params: Sequence[PyTree]) -> None:
+    """Raises ValueError unless every step's parameters have one structure and one set of shapes."""
     structures = {jax.tree.structure(step_params) for step_params in params}
     shapes = {tuple(jnp.shape(leaf) for leaf in jax.tree.leaves(step_params)) for step_params in params}
     if len(structures) != 1 or len(shapes) != 1:
         raise ValueError("a reversible chain needs steps of one kind: every step's parameters must have the "
                          f"same structure and shapes; got {len(shapes)} different shape sets.")
+
+
+def stack_params(params: Sequence[PyTree]) -> PyTree:
+    """Stacks per-step parameter pytrees of one structure leaf-wise, each leaf [K, ...]."""
+    _check_one_kind(params)
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
 
 

@@ -37,10 +37,11 @@ from jcnf.inverse.latent import FROZEN, trainable_mask
 from jcnf.inverse.objective import LogDensity, posterior_log_density
 from jcnf.inverse.operators import LinearOperator
 from jcnf.inverse.precondition import precondition
+from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.data import ArrayBatches
 from jcnf.train.loop import fit
 from jcnf.train.optimizer import default_optimizer
-from jcnf.train.state import TrainState, raw_key
+from jcnf.train.state import TrainState, raw_key, state_from_params
 from jcnf.train.steps import reverse_kl_step
 
 
@@ -163,9 +164,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         optimizer = optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
     # A copy: the train step donates its input state, which must not delete the caller's arrays.
     start_params = {"flow": precondition(params)}
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=start_params, opt_state=optimizer.init(start_params),
-                       rng=raw_key(train_rng), skipped=jnp.zeros((), jnp.int32),
-                       skip_run=jnp.zeros((), jnp.int32), ema_params=None, tx=optimizer)
+    state = state_from_params(start_params, optimizer, raw_key(train_rng))
     step_fn = reverse_kl_step(model, log_density, context, num_samples, mesh=mesh)
 
     if num_latents is None:
@@ -180,7 +179,8 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     if eval_samples:
         eval_z = jax.random.normal(eval_rng, (eval_samples * int(np.prod(event_shape)),))
         objective = objective_fn(model, log_density, eval_z.reshape((eval_samples,) + event_shape), context)
-        resuming = checkpoint_dir is not None and os.path.isdir(checkpoint_dir) and os.listdir(checkpoint_dir)
+        # The same rule as `fit`: a run resumes only from a complete checkpoint.
+        resuming = checkpoint_dir is not None and Checkpointer(checkpoint_dir).latest_step() is not None
         if not resuming:
             objective_rows.append((0, float(objective(start_params["flow"]))))
 
@@ -207,8 +207,9 @@ def steps_to_reach(objective_history: np.ndarray, target: float) -> Optional[int
       target: the objective to reach.
     """
     history = np.asarray(objective_history)
-    if history.ndim != 2 or history.shape[1] != 2:
-        raise ValueError(f"`objective_history` must have shape [n, 2] (step, objective); got {describe(history)}.")
+    if history.ndim != 2 or history.shape[1] != 2 or not len(history):
+        raise ValueError(f"`objective_history` must have shape [n, 2] (step, objective) with n >= 1 (pass "
+                         f"`eval_samples` > 0 to `fit_reverse_kl` to record one); got {describe(history)}.")
     reached = np.nonzero(history[:, 1] <= target)[0]
     return int(history[reached[0], 0]) if reached.size else None
 
@@ -224,8 +225,9 @@ def smooth_history(objective_history: np.ndarray, window: int) -> np.ndarray:
       [n, 2] rows (step, mean objective of this and the window - 1 previous evaluations).
     """
     history = np.asarray(objective_history, np.float64)
-    if history.ndim != 2 or history.shape[1] != 2:
-        raise ValueError(f"`objective_history` must have shape [n, 2] (step, objective); got {describe(history)}.")
+    if history.ndim != 2 or history.shape[1] != 2 or not len(history):
+        raise ValueError(f"`objective_history` must have shape [n, 2] (step, objective) with n >= 1 (pass "
+                         f"`eval_samples` > 0 to `fit_reverse_kl` to record one); got {describe(history)}.")
     if window < 1:
         raise ValueError(f"`window` must be >= 1; got {window}.")
     sums = np.cumsum(np.concatenate([[0.0], history[:, 1]]))

@@ -6,9 +6,10 @@ A dequantizer is any callable
 
 with `value` of shape [batch, *event_shape], `batch` the whole batch dict (so
 a dequantizer may read the context) and `log_correction` of shape [batch],
-such that `log p_flow(dequantized_value | context) + log_correction` is a
-lower bound (exact in expectation for uniform noise) on the log-probability
-of the discrete `value`. `mle_step` minimizes the negative mean of that sum.
+such that `log p_flow(dequantized_value | context) + log_correction` is, in
+expectation over the noise, a lower bound on the log-probability of the
+discrete `value` (Jensen's inequality; equal only for a density constant on
+each bin). `mle_step` minimizes the negative mean of that sum.
 
 A dequantizer with learnable parameters (variational dequantization) is a
 `flax.linen.Module` with that same `__call__(rng, value, batch)` signature.
@@ -27,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf.metrics import dequantization_offset
+
 DequantizeFn = Callable[[Array, Array, Mapping[str, Array]], tuple[Array, Array]]
 Dequantizer = Union[DequantizeFn, nn.Module]
 
@@ -43,8 +46,9 @@ def uniform_dequantization(num_bins: int = 256) -> DequantizeFn:
     Adds noise u ~ U(0, 1/num_bins) to every entry. The flow's density on
     [0, 1)^D integrates over a bin of volume num_bins^-D to the probability of
     the discrete value, hence the correction -D log(num_bins) per item; with
-    it the loss is the negative log-likelihood of the discrete data and
-    `bits_per_dim` the standard figure quoted for 8-bit images.
+    it the loss is, in expectation, an upper bound on the negative
+    log-likelihood of the discrete data and `bits_per_dim` the standard
+    figure quoted for 8-bit images.
 
     Args:
       num_bins: number of discrete levels (256 for 8-bit data, 32 for 5-bit).
@@ -59,7 +63,7 @@ def uniform_dequantization(num_bins: int = 256) -> DequantizeFn:
         del batch
         noise = jax.random.uniform(rng, value.shape, value.dtype, 0.0, 1.0 / num_bins)
         dims = math.prod(value.shape[1:])
-        return value + noise, jnp.full(value.shape[:1], -dims * math.log(num_bins), value.dtype)
+        return value + noise, jnp.full(value.shape[:1], dequantization_offset(dims, num_bins), value.dtype)
 
     return dequantize
 

@@ -2,9 +2,9 @@
 
 The inner loop only dispatches: `step(state, batch)` returns device arrays
 and the loop goes on to the next batch without waiting. The host reads
-metrics (and the skip counter) every `log_every` steps, one transfer of the
-window's averages; evaluation, sampling and checkpoints run on their own
-periods.
+metrics (and the skip counters) every `log_every` steps in one transfer;
+evaluation, sampling and checkpoints run on their own periods and sync
+there too.
 
 Multi-host: every process runs `fit` with its own shard of the data (see
 `ArrayBatches`); only process 0 draws the progress bar and writes the
@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
@@ -82,9 +81,9 @@ class MetricsLog:
                 out.write(json.dumps(record) + "\n")
 
 
-def _window_mean(window: list[dict[str, Array]]) -> dict[str, float]:
-    """Mean of each metric over the steps since the last log, ignoring non-finite entries (skipped steps)."""
-    stacked = jax.device_get({key: jnp.stack([metrics[key] for metrics in window]) for key in window[0]})
+def _window_mean(window: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Mean of each metric over the steps since the last log (host arrays), ignoring non-finite entries."""
+    stacked = {key: np.stack([metrics[key] for metrics in window]) for key in window[0]}
     means = {}
     for key, values in stacked.items():
         finite = values[np.isfinite(values)]
@@ -126,7 +125,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       state: a state to continue from; default `create_state` on the first
         batch with `optimizer` (default `default_optimizer(1e-3)`), `rng`
         (default `PRNGKey(seed)`), `dequantizer`, `ema_decay` and `mesh`
-        (these five are used only to create the state).
+        (`optimizer`, `rng` and `ema_decay` are used only to create the
+        state; `dequantizer` and `mesh` also configure the default `step_fn`).
       seed: seeds the default rng and the shuffling of array data.
       batch_size: global batch size, required when `data` is arrays.
       step_fn: `state, metrics = step_fn(state, batch)`; default
@@ -137,7 +137,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       checkpoint_dir: save a checkpoint every `checkpoint_every` steps and at
         the end, keeping the last `keep`.
       metrics_path: JSON-lines file of logged records.
-      log_every: steps between metric fetches (the only host syncs of the loop).
+      log_every: steps between metric fetches (the loop's only host syncs besides the
+        eval, sample and checkpoint periods).
       max_consecutive_skips: raise `TooManySkippedSteps` when, at a log
         point, the current run of skipped (non-finite) steps is this long.
       progress: show a tqdm progress bar (process 0 only).
@@ -150,6 +151,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         raise ValueError("`steps` must be >= 0 and the `*_every` periods >= 1; got "
                          f"steps={steps}, log_every={log_every}, checkpoint_every={checkpoint_every}, "
                          f"eval_every={eval_every}, sample_every={sample_every}.")
+    if max_consecutive_skips < 1:
+        raise ValueError(f"`max_consecutive_skips` must be >= 1; got {max_consecutive_skips}.")
     mesh = make_mesh() if mesh is None else mesh
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(x, "shape") for x in data):
         data = {"value": data[0], "context": data[1]}
@@ -209,14 +212,16 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             window.append(metrics)
             last = step == steps
             if step % log_every == 0 or last:
+                # One transfer (and the loop's one wait) per log point.
+                window, skipped_total, skip_run = jax.device_get((window, state.skipped, state.skip_run))
                 values = {"step": step, **_window_mean(window)}
                 now = time.perf_counter()
                 values["steps_per_s"] = len(window) / (now - clock)
                 window, clock = [], now
-                values["skipped_total"] = int(state.skipped)
+                values["skipped_total"] = int(skipped_total)
                 record(values)
                 bar.set_postfix(loss=f"{values['loss']:.4g}", skipped=values["skipped_total"])
-                skip_run = int(state.skip_run)
+                skip_run = int(skip_run)
                 if skip_run >= max_consecutive_skips:
                     raise TooManySkippedSteps(
                         f"{skip_run} consecutive steps up to step {step} had a non-finite loss or gradient and "

@@ -21,7 +21,11 @@ take the state's sharding from `state_sharding(mesh)`, a replicated
 large kernels with `flax.linen.with_partitioning(init, (None, "model"))`, and
 use `flax.linen.get_sharding(nn.get_partition_spec(abstract_state), mesh)` as
 the state's in/out sharding in place of `state_sharding(mesh)`; batches keep
-`P("data")`. XLA then inserts the all-gathers; nothing else in the step changes.
+`P("data")`, and XLA inserts the all-gathers. The steps do not take that
+sharding as an argument yet: `state_sharding` is the one function that
+`create_state`, `place_state`, `make_train_step`, `mle_eval_step`,
+`reverse_kl_step` and `sample_step` call for it, so that is where the change
+goes (a replicated state is what this release tests).
 """
 
 from __future__ import annotations

@@ -125,13 +125,25 @@ def create_state(model: nn.Module, optimizer: optax.GradientTransformation, rng:
             raise ValueError(f"jcnf.train supports models whose only variables are 'params'; "
                              f"this model also has {extra}.")
         params["flow"] = variables["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                          rng=train_rng, skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
-                          ema_params=params if ema_decay is not None else None, tx=optimizer,
-                          ema_decay=ema_decay)
+        return state_from_params(params, optimizer, train_rng, ema_decay=ema_decay)
 
     init = jax.jit(init, in_shardings=(replicated, batch_sharding(mesh)), out_shardings=replicated)
     return init(jax.device_put(raw_key(rng), replicated), batch)
+
+
+def state_from_params(params: dict, optimizer: optax.GradientTransformation, rng: Array, *,
+                      ema_decay: Optional[float] = None) -> TrainState:
+    """A `TrainState` at step 0 around an existing parameter tree: fresh optimizer state, no skips.
+
+    Args:
+      params: {"flow": ..., optionally "dequantizer": ...}, as in `TrainState.params`.
+      optimizer: the optax transformation to train them with.
+      rng: the training key (a raw `jax.random` key array).
+      ema_decay: keep an EMA of the parameters, starting at `params`.
+    """
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng,
+                      skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
+                      ema_params=params if ema_decay is not None else None, tx=optimizer, ema_decay=ema_decay)
 
 
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:

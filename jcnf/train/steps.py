@@ -31,6 +31,7 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf.flows.base import standard_normal_log_prob
+from jcnf.metrics import nats_to_bits_per_dim
 from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
 from jcnf.train.mesh import batch_sharding, data_axis_size, make_mesh, shard_batch, state_sharding
 from jcnf.train.state import TrainState, check_batch_keys, place_state, raw_key
@@ -39,7 +40,6 @@ Batch = Mapping[str, Any]
 Metrics = dict[str, Array]
 LossFn = Callable[[dict, Array, dict], tuple[Array, Metrics]]
 
-_LN2 = math.log(2.0)
 
 
 def _all_finite(tree: Any) -> Array:
@@ -119,7 +119,7 @@ def _flow_log_prob(model: nn.Module, dequantizer: Dequantizer, params: dict, rng
 def _nll_metrics(log_prob: Array, value: Array) -> tuple[Array, Metrics]:
     loss = -jnp.mean(log_prob)
     # Bits per dimension divides by every entry of one item's value (H*W*C for images).
-    return loss, {"bits_per_dim": loss / (math.prod(value.shape[1:]) * _LN2)}
+    return loss, {"bits_per_dim": nats_to_bits_per_dim(loss, math.prod(value.shape[1:]))}
 
 
 def mle_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Optional[Dequantizer] = None,
