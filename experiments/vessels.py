@@ -34,7 +34,7 @@ from experiments._figures import image_grid, pyplot, save
 from jcnf import metrics
 from jcnf.baselines import FactorizedBernoulli
 from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
-from jcnf.dequantize import BinaryDequantizer, elbo_bits_per_pixel
+from jcnf.dequantize import BinaryDequantizer, binarize, elbo_bits_per_pixel
 
 
 def _parse(argv):
@@ -130,14 +130,19 @@ def _train(model, crops, args, out, name, dequantizer=None):
     return result.state, result.history
 
 
+def _draws(sample, variables, context, num_samples, rng):
+    """[S, ...] stacked draws of `sample(variables, key, context)` (jitted), fetched to the host once."""
+    return np.asarray(jnp.stack([sample(variables, key, context) for key in jax.random.split(rng, num_samples)]))
+
+
 def _flow_samples(model, flow_params, context, num_samples, rng):
-    """Binarized flow samples [S, B, H, W, 1] and the raw values v [S, B, H, W, 1]."""
+    """Binarized flow samples [S, B, H, W, 1]."""
     params = _at_event_shape(flow_params, context.shape[1:3] + (1,))
     # Parameters and context are arguments, not closed-over constants, which
     # XLA would try to constant-fold through the whole network.
-    sample = jax.jit(lambda params, key, context: model.apply({"params": params}, key, context, method="sample"))
-    values = np.stack([np.asarray(sample(params, key, context)) for key in jax.random.split(rng, num_samples)])
-    return (values > 0.5).astype(np.float32), values
+    sample = jax.jit(lambda params, key, context: binarize(model.apply({"params": params}, key, context,
+                                                                       method="sample")))
+    return _draws(sample, params, context, num_samples, rng)
 
 
 def _flow_test_bpp(model, dequantizer, params, test, rng, draws=4):
@@ -286,12 +291,11 @@ def main(argv: list[str] | None = None) -> dict:
     rng = jax.random.PRNGKey(args.seed + 1)
     sample_rng, baseline_rng, bound_rng, retina_rng = jax.random.split(rng, 4)
     context = jnp.asarray(test["context"])
-    flow_samples, _ = _flow_samples(flow, flow_state.params["flow"], context, args.samples, sample_rng)
+    flow_samples = _flow_samples(flow, flow_state.params["flow"], context, args.samples, sample_rng)
     baseline_variables = {"params": baseline_state.params["flow"]}
     baseline_soft = np.asarray(baseline.apply(baseline_variables, context, method="probabilities"))
     draw = jax.jit(lambda variables, key, context: baseline.apply(variables, key, context, method="sample"))
-    baseline_samples = np.stack([np.asarray(draw(baseline_variables, key, context))
-                                 for key in jax.random.split(baseline_rng, args.samples)])
+    baseline_samples = _draws(draw, baseline_variables, context, args.samples, baseline_rng)
     flow_soft = flow_samples.mean(axis=0)
     soft_by_model = {"CNF": flow_soft, "factorized": baseline_soft}
     scores = {"CNF": _score(flow_soft, flow_samples, labels, fov),
@@ -309,8 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.retina_size:
         image, retina_fov = _real_retina(args.retina_size, 2 ** args.levels)
         retina_context = jnp.asarray(fundus_context(image, retina_fov))
-        retina_samples, _ = _flow_samples(flow, flow_state.params["flow"], retina_context, min(args.samples, 16),
-                                          retina_rng)
+        retina_samples = _flow_samples(flow, flow_state.params["flow"], retina_context, min(args.samples, 16),
+                                       retina_rng)
         retina_baseline = np.asarray(baseline.apply(baseline_variables, retina_context, method="probabilities"))
         mask = retina_fov[0, ..., 0]
         _figure_retina(image[0], retina_samples.mean(0)[0, ..., 0] * mask, retina_samples[0, 0, ..., 0] * mask,

@@ -25,7 +25,6 @@ summed over pixels: the softplus Jacobian is what makes q a density on v.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Optional
 
 import flax.linen as nn
@@ -35,6 +34,7 @@ from jax import Array
 
 from jcnf import _checks
 from jcnf.flows.base import standard_normal_log_prob
+from jcnf.metrics import bits_per_dim
 
 # softplus(n) underflows to 0 for n below about -104 (and 0.5 + x rounds to
 # 0.5 in float32 for x < 2^-25), which would put v on the boundary 0.5 and make
@@ -198,6 +198,5 @@ def elbo_bits_per_pixel(log_prob_flow: Array, log_correction: Array, num_pixels:
     Returns:
       [B]; an upper bound on -log2 P(y | x) / D.
     """
-    if num_pixels < 1:
-        raise ValueError(f"`num_pixels` must be >= 1; got {num_pixels}.")
-    return -(log_prob_flow + log_correction) / (num_pixels * math.log(2.0))
+    _checks.check_int("num_pixels", num_pixels)
+    return bits_per_dim(log_prob_flow + log_correction, num_pixels)
