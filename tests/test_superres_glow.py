@@ -49,3 +49,6 @@ def test_context_must_be_an_image_with_the_values_channels():
         model.init(jax.random.PRNGKey(0), value, jnp.zeros((3, 1, 1, 2)))
     with pytest.raises(ValueError, match="low-resolution image"):
         model.init(jax.random.PRNGKey(0), value, jnp.zeros((3, 4)))
+    # Checked before the inverse is traced: sampling rejects a bad context too.
+    with pytest.raises(ValueError, match="1 channels"):
+        model.apply(variables, jax.random.PRNGKey(0), jnp.zeros((3, 1, 1, 2)), method="sample")

@@ -12,6 +12,8 @@ same skip, so the two models compare like for like.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 from jax import Array
 
@@ -26,13 +28,17 @@ class SuperResolutionGlow(ConditionalGlow):
     attributes are those of `ConditionalGlow`.
     """
 
-    def _upsampled(self, context: Array, event_shape: tuple[int, ...]) -> Array:
-        height, width, channels = event_shape
+    def _check_inputs(self, value: Optional[Array], context: Array) -> None:
+        # Runs before any direction is traced (log_prob, inverse, sample, distribution).
+        super()._check_inputs(value, context)
+        channels = (self._marker() if value is None else value.shape[1:])[-1]
         if context.ndim != 4 or context.shape[-1] != channels:
             raise ValueError(f"`context` must be a low-resolution image [batch, height/r, width/r, {channels}] "
                              f"with the value's {channels} channels; got {_checks.describe(context)}.")
-        upsampled = jax.image.resize(context, (context.shape[0], height, width, channels), "nearest")
-        return upsampled.astype(context.dtype)
+
+    def _upsampled(self, context: Array, event_shape: tuple[int, ...]) -> Array:
+        height, width, channels = event_shape
+        return jax.image.resize(context, (context.shape[0], height, width, channels), "nearest")
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         return super()._forward(value - self._upsampled(context, value.shape[1:]), context)
