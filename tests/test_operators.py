@@ -296,6 +296,8 @@ def test_gaussian_log_likelihood_matches_scipy_and_drops_constant_by_default():
     # of two such values has that absolute error.
     np.testing.assert_allclose(normalized, expected, rtol=1e-5)
     np.testing.assert_allclose(normalized - unnormalized, -1.5 * np.log(2 * np.pi * noise_std ** 2), atol=5e-5)
+    with pytest.raises(ValueError, match="`noise_std` must be > 0"):
+        ops.gaussian_log_likelihood(operator, x, y_obs, 0.0)
 
 
 def test_gaussian_log_likelihood_accepts_batched_observations_and_callables():

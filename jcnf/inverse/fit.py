@@ -32,7 +32,6 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import describe
-from jcnf.flows.base import standard_normal_log_prob
 from jcnf.inverse.latent import FROZEN, trainable_mask
 from jcnf.inverse.objective import LogDensity, posterior_log_density
 from jcnf.inverse.operators import LinearOperator
@@ -42,7 +41,7 @@ from jcnf.train.data import ArrayBatches
 from jcnf.train.loop import fit
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, raw_key, state_from_params
-from jcnf.train.steps import reverse_kl_step
+from jcnf.train.steps import push_latents, reverse_kl_step
 
 
 class ReverseKLResult(NamedTuple):
@@ -79,8 +78,7 @@ def event_shape_of(params: Any) -> tuple[int, ...]:
 def _mean_objective(model: Any, log_density: LogDensity, params: Any, z: Array, context: Array) -> Array:
     """E_z[log q(T(z)) - log_density(T(z))] over the rows of z [N, *event]: KL(q || posterior) + const."""
     rows = jnp.broadcast_to(context, (z.shape[0],) + context.shape[1:])
-    value, inverse_log_det = model.apply({"params": params}, z, rows, method="inverse_and_log_det")
-    log_q = standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
+    value, log_q = push_latents(model, {"params": params}, z, rows)
     return jnp.mean(log_q - log_density(value))
 
 

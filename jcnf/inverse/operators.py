@@ -436,6 +436,9 @@ def gaussian_log_likelihood(operator: Union[LinearOperator, Callable[[Array], Ar
     Returns:
       Log-likelihoods, shape [batch].
     """
+    # A concrete sigma is checked here; a traced one (inside jit) is the caller's to check.
+    if not isinstance(noise_std, jax.core.Tracer) and not np.all(np.asarray(noise_std) > 0):
+        raise ValueError(f"`noise_std` must be > 0; got {noise_std}.")
     predicted = operator.apply(x) if isinstance(operator, LinearOperator) else operator(x)
     y_obs = jnp.asarray(y_obs)
     item_shape = tuple(predicted.shape[1:])

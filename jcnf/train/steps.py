@@ -181,6 +181,23 @@ def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Op
     return step
 
 
+def push_latents(model: nn.Module, variables: dict, z: Array, context: Array) -> tuple[Array, Array]:
+    """Values x = T(z; context) of given latents and their log-density log q(x | context).
+
+    Args:
+      model: the flow (anything with `inverse_and_log_det(z, context)`).
+      variables: its variables, {"params": ...}.
+      z: latents, [num_samples, *event_shape].
+      context: one row per latent, [num_samples, ...].
+
+    Returns:
+      x [num_samples, *event_shape] and log q(x | context) [num_samples]:
+      log N(z; 0, I) - log|det dx/dz|.
+    """
+    value, inverse_log_det = model.apply(variables, z, context, method="inverse_and_log_det")
+    return value, standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
+
+
 def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], context: Array,
                     num_samples: int, mesh: Optional[Mesh] = None,
                     donate: bool = True) -> Callable[..., tuple[TrainState, Metrics]]:
@@ -224,9 +241,7 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], 
         sample_context = jax.lax.with_sharding_constraint(
             jnp.broadcast_to(batch["context"], (num_samples,) + batch["context"].shape[1:]), split)
         if "z" in batch:
-            z = batch["z"]
-            value, inverse_log_det = model.apply(variables, z, sample_context, method="inverse_and_log_det")
-            log_q = standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
+            value, log_q = push_latents(model, variables, batch["z"], sample_context)
         else:
             value, log_q = model.apply(variables, rng, sample_context, method="sample_and_log_prob")
         log_density = log_density_fn(value)
