@@ -57,6 +57,11 @@ def test_rosenbrock_log_prob_accepts_any_leading_shape():
     assert priors.rosenbrock_log_prob(points).shape == (3, 4)
     with pytest.raises(ValueError, match=r"`x`.*\[\.\.\., 2\].*\(5, 3\)"):
         priors.rosenbrock_log_prob(jnp.zeros((5, 3)))
+    # A non-positive precision would silently give NaN (log of a negative) or nonsense samples.
+    with pytest.raises(ValueError, match="`a` must be > 0"):
+        priors.rosenbrock_log_prob(jnp.zeros((5, 2)), a=0.0)
+    with pytest.raises(ValueError, match="`b` must be > 0"):
+        priors.rosenbrock_sample(jax.random.PRNGKey(0), 4, b=-1.0)
 
 
 def test_rosenbrock_density_integrates_to_one(banana):

@@ -43,6 +43,12 @@ def _check_last_axis(name: str, x: Array, size: Union[int, None], expected: str)
 # --------------------------------------------------------------------------
 
 
+def _check_rosenbrock(a: float, b: float) -> None:
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, jax.core.Tracer) and not np.all(np.asarray(value) > 0):
+            raise ValueError(f"`{name}` must be > 0 (a precision / 2); got {value}.")
+
+
 def rosenbrock_log_prob(x: Array, mu: float = 0.0, a: float = 0.5, b: float = 1.0) -> Array:
     """Normalized log density of the Rosenbrock distribution.
 
@@ -60,6 +66,7 @@ def rosenbrock_log_prob(x: Array, mu: float = 0.0, a: float = 0.5, b: float = 1.
       log p(x), shape [...].
     """
     _check_last_axis("x", x, 2, "[..., 2]")
+    _check_rosenbrock(a, b)
     x1, x2 = x[..., 0], x[..., 1]
     # log of the normalizers sqrt(a / pi) and sqrt(b / pi) of the two Gaussians.
     log_normalizer = 0.5 * (jnp.log(a) + jnp.log(b)) - jnp.log(jnp.pi)
@@ -77,6 +84,7 @@ def rosenbrock_sample(rng: Array, n: int, mu: float = 0.0, a: float = 0.5, b: fl
     Returns:
       Samples, shape [n, 2], float32.
     """
+    _check_rosenbrock(a, b)
     # Drawn flat: XLA:CPU compiles threefry for multi-axis shapes much more slowly.
     eps = jax.random.normal(rng, (2 * n,), jnp.float32).reshape(n, 2)
     x1 = mu + eps[:, 0] / jnp.sqrt(2.0 * a)
