@@ -70,6 +70,9 @@ def test_load_folder_errors(tmp_path):
         seismic.load_seismic_folder(tmp_path)
     with pytest.raises(ValueError, match="smaller than `patch_size`"):
         seismic.load_seismic_folder(tmp_path, patch_size=12)
+    for patch_size in (0, (3, 3, 3), 2.5, (4, True)):
+        with pytest.raises(ValueError, match="`patch_size` must be a positive int"):
+            seismic.load_seismic_folder(tmp_path, patch_size=patch_size)
     np.save(tmp_path / "c.npy", np.zeros((2, 2, 8, 8)))
     with pytest.raises(ValueError, match=r"c.npy.*2D section.*got shape \(2, 2, 8, 8\)"):
         seismic.load_seismic_folder(tmp_path, patch_size=8)

@@ -150,6 +150,30 @@ def _patches(section: np.ndarray, patch: Optional[tuple[int, int]]) -> np.ndarra
     return cropped.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(-1, ph, pw)
 
 
+def _as_patch(patch_size: Optional[Union[int, tuple[int, int]]]) -> Optional[tuple[int, int]]:
+    """`patch_size` as (height, width), or None; ValueError unless a positive int or a pair of them."""
+    if patch_size is None:
+        return None
+    patch = (patch_size, patch_size) if isinstance(patch_size, (int, np.integer)) else patch_size
+    if (not isinstance(patch, (tuple, list)) or len(patch) != 2
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in patch)):
+        raise ValueError(f"`patch_size` must be a positive int or (height, width); got {patch_size!r}.")
+    return int(patch[0]), int(patch[1])
+
+
+def _section_images(sections: np.ndarray, patch: Optional[tuple[int, int]], source: str) -> list[np.ndarray]:
+    """Checked sections [n, H, W] as images [H, W] or their patches [ph, pw], float32."""
+    if not np.issubdtype(sections.dtype, np.number) or not np.all(np.isfinite(sections)):
+        raise ValueError(f"{source} must hold finite numbers; got dtype {sections.dtype} with "
+                         f"{int(np.size(sections) - np.count_nonzero(np.isfinite(sections)))} non-finite values.")
+    images = []
+    for section in sections:
+        if patch is not None and (section.shape[0] < patch[0] or section.shape[1] < patch[1]):
+            raise ValueError(f"{source} has a section of shape {section.shape}, smaller than `patch_size` {patch}.")
+        images.extend(_patches(section.astype(np.float32), patch))
+    return images
+
+
 def _sections(array: np.ndarray, source: str) -> np.ndarray:
     """A 2D section [H, W], [H, W, 1] or a volume [n, H, W] as sections [n, H, W]."""
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -182,21 +206,11 @@ def load_seismic_folder(path: Union[str, os.PathLike], patch_size: Optional[Unio
     files = sorted(glob.glob(os.path.join(os.fspath(path), "*.npy")))
     if not files:
         raise ValueError(f"`path` {os.fspath(path)!r} holds no .npy files.")
-    patch = None if patch_size is None else ((patch_size, patch_size) if isinstance(patch_size, (int, np.integer))
-                                             else tuple(patch_size))
-    if patch is not None and (len(patch) != 2 or min(patch) < 1):
-        raise ValueError(f"`patch_size` must be a positive int or (height, width); got {patch_size!r}.")
+    patch = _as_patch(patch_size)
     images = []
     for file in files:
-        sections = _sections(np.load(file, allow_pickle=False), f"file {file!r}")
-        if not np.issubdtype(sections.dtype, np.number) or not np.all(np.isfinite(sections)):
-            raise ValueError(f"file {file!r} must hold finite numbers; got dtype {sections.dtype} with "
-                             f"{int(np.size(sections) - np.count_nonzero(np.isfinite(sections)))} non-finite values.")
-        for section in sections:
-            if patch is not None and (section.shape[0] < patch[0] or section.shape[1] < patch[1]):
-                raise ValueError(f"file {file!r} has a section of shape {section.shape}, smaller than "
-                                 f"`patch_size` {patch}.")
-            images.extend(_patches(section.astype(np.float32), patch))
+        source = f"file {file!r}"
+        images.extend(_section_images(_sections(np.load(file, allow_pickle=False), source), patch, source))
     shapes = sorted({image.shape for image in images})
     if len(shapes) > 1:
         raise ValueError(f"the sections have different shapes {shapes}; pass `patch_size` to cut equal patches.")
@@ -228,12 +242,11 @@ def load_segy(path: Union[str, os.PathLike], patch_size: Optional[Union[int, tup
         import segyio  # noqa: PLC0415 (optional dependency)
     except ImportError as error:
         raise ImportError(SEGYIO_MISSING) from error
+    patch = _as_patch(patch_size)
     if not os.path.isfile(path):
         raise ValueError(f"`path` must be a SEG-Y file; {os.fspath(path)!r} is not a file.")
     with segyio.open(os.fspath(path), ignore_geometry=True) as segy:
         traces = np.stack([np.asarray(trace, np.float32) for trace in segy.trace])
-    section = traces.T  # depth (time samples) down the rows, traces across
-    patch = None if patch_size is None else ((patch_size, patch_size) if isinstance(patch_size, (int, np.integer))
-                                             else tuple(patch_size))
-    images = _patches(section, patch)[..., None]
+    # Depth (time samples) down the rows, traces across.
+    images = np.stack(_section_images(traces.T[None], patch, f"SEG-Y file {os.fspath(path)!r}"))[..., None]
     return whiten(images) if whitened else images
