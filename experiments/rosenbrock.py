@@ -54,15 +54,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-samples", type=int, default=4096)
     parser.add_argument("--smooth", type=int, default=3,
                         help="evaluations averaged before comparing objectives (speed-up)")
+    parser.add_argument("--sweep-preconditioned", default="10,20,40,80",
+                        help="budgets (iterations) of preconditioned runs annealed to lr 0 (matched-quality speed-up)")
+    parser.add_argument("--sweep-scratch", default="20,40,80,160,400", help="budgets of annealed runs from scratch")
+    parser.add_argument("--sweep-seeds", type=int, default=2, help="seeds per budget (latents, scratch init)")
+    parser.add_argument("--kl-latents", type=int, default=65536,
+                        help="latents of the exact-KL estimate (objective + log Z) at the end of each sweep run")
     parser.add_argument("--samples", type=int, default=20000, help="posterior samples per flow for the metrics")
     parser.add_argument("--grid", type=int, default=512, help="reference grid cells per axis")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long configuration for tests")
     args = parser.parse_args(argv)
+    for name in ("sweep_preconditioned", "sweep_scratch"):
+        setattr(args, name, parse_budgets(parser, name, getattr(args, name)))
     if args.smoke:
         args.pairs, args.epochs, args.layers, args.hidden = 512, 2, 1, 8
         args.preconditioned_steps, args.scratch_steps, args.scratch_max_steps = 10, 50, 50
         args.latents, args.eval_samples, args.samples, args.grid = 256, 256, 2000, 128
+        args.sweep_seeds, args.kl_latents = 1, 4096
+    if args.smoke:
+        args.sweep_preconditioned, args.sweep_scratch = [5], [5, 10]
     return args
+
+
+def parse_budgets(parser: argparse.ArgumentParser, name: str, text: str) -> list[int]:
+    """'10,20,40' -> [10, 20, 40]; a parser error naming the flag otherwise."""
+    try:
+        budgets = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        budgets = []
+    if not budgets or budgets[0] < 1:
+        parser.error(f"--{name.replace('_', '-')} must be comma-separated positive iteration counts; got {text!r}")
+    return budgets
 
 
 def reference_posterior(log_density, resolution: int) -> jcnf.inverse.GridPosterior:
@@ -94,6 +116,32 @@ def sample_metrics(samples: np.ndarray, reference: jcnf.inverse.GridPosterior) -
             "cov_relative_error": float(np.linalg.norm(cov - ref_cov) / np.linalg.norm(ref_cov))}
 
 
+def budget_sweep(args: argparse.Namespace, model, amortized, scratch_init, run, exact_kl) -> dict:
+    """Runs annealed to lr 0 over each budget, preconditioned and from scratch, over seeds.
+
+    A constant-rate run ends on a plateau whose level is set by Adam's noise,
+    so "when does scratch first reach the preconditioned final objective"
+    moves with that noise. Annealing each run over its own budget makes its
+    final exact KL what the budget buys; the speed-up is then the scratch
+    budget matching each preconditioned budget (`inverse.matched_budget_speedup`).
+    """
+    rows = []
+    for seed in range(args.sweep_seeds):
+        for name, budgets, start in (("preconditioned", args.sweep_preconditioned, lambda: inverse.precondition(amortized)),
+                                     ("scratch", args.sweep_scratch, lambda: scratch_init(seed))):
+            for budget in budgets:
+                optimizer = jcnf.train.default_optimizer(args.lr, total_steps=budget)
+                result = run(None, start(), budget, optimizer=optimizer, seed=args.seed + seed, eval_samples=0,
+                             progress=False)
+                rows.append({"method": name, "budget": budget, "seed": seed, "kl_nats": exact_kl(result.params)})
+                print(f"annealed {name:>14} budget {budget:4d} seed {seed}: KL {rows[-1]['kl_nats']:.4f}", flush=True)
+    means = {name: {b: float(np.mean([r["kl_nats"] for r in rows if r["method"] == name and r["budget"] == b]))
+                    for b in budgets}
+             for name, budgets in (("preconditioned", args.sweep_preconditioned), ("scratch", args.sweep_scratch))}
+    return {"runs": rows, "mean_kl_nats": means,
+            "matched_speedup": inverse.matched_budget_speedup(means["preconditioned"], means["scratch"])}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -120,27 +168,35 @@ def main(argv: list[str] | None = None) -> dict:
     log_posterior = inverse.posterior_log_density(operator, y_obs, args.noise_std, inverse.rosenbrock_log_prob)
     reference = reference_posterior(log_posterior, args.grid)
 
-    def run(name: str, params, steps: int) -> inverse.ReverseKLResult:
+    def run(name, params, steps: int, **options) -> inverse.ReverseKLResult:
+        options = {"learning_rate": args.lr, "eval_samples": args.eval_samples, "seed": args.seed,
+                   "metrics_path": name and os.path.join(args.out, f"{name}_metrics.jsonl"), **options}
         return inverse.fit_reverse_kl(model, params, y_obs, operator, args.noise_std, inverse.rosenbrock_log_prob,
                                       steps=steps, num_samples=args.batch, num_latents=args.latents,
-                                      learning_rate=args.lr, eval_samples=args.eval_samples,
-                                      eval_every=args.eval_every, seed=args.seed,
-                                      metrics_path=os.path.join(args.out, f"{name}_metrics.jsonl"))
+                                      eval_every=args.eval_every, **options)
+
+    def scratch_init(seed: int):
+        """The same network freshly initialized (ActNorm on standard-normal values)."""
+        rng = init_key if seed == 0 else jax.random.fold_in(init_key, seed)
+        value = jax.random.normal(rng, (2 * args.batch,)).reshape(args.batch, 2)
+        return model.init(rng, value, jnp.broadcast_to(y_obs, (args.batch, 2)))["params"]
 
     clock = time.time()
     preconditioned = run("preconditioned", inverse.precondition(amortized), args.preconditioned_steps)
     preconditioned_seconds = time.time() - clock
-    # From scratch: the same network, freshly initialized (ActNorm on standard-normal values).
-    init_value = jax.random.normal(init_key, (2 * args.batch,)).reshape(args.batch, 2)
-    scratch_init = model.init(init_key, init_value, jnp.broadcast_to(y_obs, (args.batch, 2)))["params"]
     clock = time.time()
-    scratch = run("scratch", scratch_init, args.scratch_steps)
+    scratch = run("scratch", scratch_init(0), args.scratch_steps)
     scratch_seconds = time.time() - clock
     # The longer run repeats the first scratch_steps exactly (same seed and latents) and goes on.
     scratch_long = (scratch if args.scratch_max_steps <= args.scratch_steps
-                    else run("scratch_long", scratch_init, args.scratch_max_steps))
+                    else run("scratch_long", scratch_init(0), args.scratch_max_steps))
     speed = inverse.speedup(preconditioned.objective_history, scratch_long.objective_history, window=args.smooth)
     log_z = log_normalizer(log_posterior, reference)
+    kl_latents = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (2 * args.kl_latents,)).reshape(-1, 2)
+    objective = inverse.objective_fn(model, log_posterior, kl_latents, y_obs[None])
+    clock = time.time()
+    sweep = budget_sweep(args, model, amortized, scratch_init, run, lambda params: float(objective(params)) + log_z)
+    sweep_seconds = time.time() - clock
 
     context = jnp.broadcast_to(y_obs, (args.samples, 2))
     sampler = jax.jit(lambda params, rng, context: model.apply({"params": params}, rng, context, method="sample"))
@@ -166,18 +222,22 @@ def main(argv: list[str] | None = None) -> dict:
                                               ("scratch_long", scratch_long))},
         "log_normalizer": log_z,
         "speedup": speed,
+        # The same question under annealed schedules: each run decays lr to 0 over its own budget.
+        "annealed_budgets": sweep,
         "meets_5x_bar": bool(speed["speedup_lower_bound" if speed["speedup"] is None else "speedup"] >= 5.0),
         "preconditioned_no_worse_than_scratch": bool(
             metrics["preconditioned"]["kl_reference_to_samples"] <= metrics["scratch"]["kl_reference_to_samples"]),
         "seconds": {"low_fidelity": low_seconds, "preconditioned": preconditioned_seconds,
-                    "scratch": scratch_seconds, "total": time.time() - start},
+                    "scratch": scratch_seconds, "annealed_budgets": sweep_seconds, "total": time.time() - start},
         "device": str(jax.devices()[0]),
     }
     plot_curves(args.out, preconditioned, scratch_long, speed)
     plot_samples(args.out, reference, samples)
+    plot_budgets(args.out, sweep)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
+    print(json.dumps(sweep["matched_speedup"], indent=2))
     return results
 
 
@@ -197,6 +257,24 @@ def plot_curves(out: str, preconditioned, scratch, speed: dict) -> None:
     axes[0].axhline(speed["target"], color="gray", ls=":", lw=1)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss_curves.png"), dpi=120)
+    plt.close(fig)
+
+
+def plot_budgets(out: str, sweep: dict) -> None:
+    """Final exact KL against the iteration budget of annealed runs: every seed, and the means."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, color in (("preconditioned", "tab:blue"), ("scratch", "tab:orange")):
+        runs = [r for r in sweep["runs"] if r["method"] == name]
+        ax.scatter([r["budget"] for r in runs], [r["kl_nats"] for r in runs], s=12, color=color, alpha=0.5)
+        means = sweep["mean_kl_nats"][name]
+        ax.plot(list(means), list(means.values()), "-o", color=color, label=f"{name} (mean)")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_xlabel("iterations (lr annealed to 0 over the budget)")
+    ax.set_ylabel("KL(q || exact posterior), nats")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "budget_sweep.png"), dpi=120)
     plt.close(fig)
 
 

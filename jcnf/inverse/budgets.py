@@ -1,0 +1,87 @@
+"""Speed-up at matched quality from runs trained to completion at several iteration budgets.
+
+`speedup` (in `fit`) compares one preconditioned and one from-scratch run at
+a constant learning rate: it asks when the scratch run's objective history
+first crosses the preconditioned run's final value. At a constant rate both
+histories end on a plateau set by the optimizer's noise, so that crossing
+time moves with the noise. Here each run instead anneals its learning rate
+to zero over its own budget (`default_optimizer(..., total_steps=budget)`), so
+its final value is what that budget buys, and the question becomes: how many
+iterations does training from scratch need to do as well as preconditioned
+training with b iterations?
+
+    pre = {10: 0.60, 20: 0.18, 40: 0.04}          # budget -> final KL (mean over seeds)
+    scratch = {20: 5.2, 40: 0.08, 80: 0.009}
+    jcnf.inverse.matched_budget_speedup(pre, scratch)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+
+def _curve(name: str, values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    if not values:
+        raise ValueError(f"`{name}` must map at least one budget (iterations) to a final objective; got none.")
+    budgets = np.asarray(sorted(values), np.float64)
+    finals = np.asarray([values[b] for b in sorted(values)], np.float64)
+    if np.any(budgets < 1) or not np.all(np.isfinite(finals)):
+        raise ValueError(f"`{name}` must map positive budgets to finite objectives; got {dict(values)}.")
+    return budgets, finals
+
+
+def scratch_budget_to_reach(scratch: Mapping[int, float], target: float) -> tuple[Optional[float], str]:
+    """Iterations from scratch whose final objective is `target`, interpolated between measured budgets.
+
+    Between the last budget above the target and the first at or below it,
+    the objective is taken as linear in log(budget).
+
+    Args:
+      scratch: budget (iterations) -> final objective of a run annealed over that budget.
+      target: the objective to match.
+
+    Returns:
+      (budget, kind): kind "interpolated"; "at_most" when the smallest
+      budget already reaches the target (budget is that smallest budget);
+      "not_reached" when no budget does (budget is None).
+    """
+    budgets, finals = _curve("scratch", scratch)
+    reached = np.nonzero(finals <= target)[0]
+    if not reached.size:
+        return None, "not_reached"
+    i = int(reached[0])
+    if i == 0:
+        return float(budgets[0]), "at_most"
+    above, below = finals[i - 1], finals[i]
+    t = (above - target) / (above - below)
+    return float(np.exp(np.log(budgets[i - 1]) + t * (np.log(budgets[i]) - np.log(budgets[i - 1])))), "interpolated"
+
+
+def matched_budget_speedup(preconditioned: Mapping[int, float], scratch: Mapping[int, float]) -> list[dict[str, Any]]:
+    """For each preconditioned budget b: scratch iterations to match its final objective, divided by b.
+
+    Args:
+      preconditioned: budget -> final objective (e.g. the mean over seeds of
+        the exact reverse KL) of preconditioned runs annealed over that budget.
+      scratch: the same for runs from scratch.
+
+    Returns:
+      One dict per preconditioned budget, ascending: {"preconditioned_budget",
+      "target", "scratch_budget" (None if not reached), "kind" (see
+      `scratch_budget_to_reach`), "speedup" (scratch_budget / b; an upper
+      bound when kind is "at_most"; when "not_reached", None and
+      "speedup_lower_bound" = largest scratch budget / b)}.
+    """
+    budgets, finals = _curve("preconditioned", preconditioned)
+    scratch_budgets, _ = _curve("scratch", scratch)
+    rows = []
+    for budget, target in zip(budgets, finals):
+        needed, kind = scratch_budget_to_reach(scratch, float(target))
+        row = {"preconditioned_budget": int(budget), "target": float(target), "scratch_budget": needed,
+               "kind": kind, "speedup": None if needed is None else needed / budget}
+        if needed is None:
+            row["speedup_lower_bound"] = float(scratch_budgets[-1]) / budget
+        rows.append(row)
+    return rows
