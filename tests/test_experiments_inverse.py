@@ -19,6 +19,12 @@ def test_rosenbrock_smoke_writes_results_and_figures(tmp_path):
     assert metrics["reference_grid"]["kl_reference_to_samples"] < 0.3
     assert all(np.isfinite(m["kl_reference_to_samples"]) for m in metrics.values())
     assert on_disk["speedup"]["preconditioned_steps"] == 10
+    sweep = on_disk["annealed_budgets"]
+    assert [(r["method"], r["budget"]) for r in sweep["runs"]] == [("preconditioned", 5), ("scratch", 5),
+                                                                    ("scratch", 10)]
+    assert all(np.isfinite(r["kl_nats"]) and r["kl_nats"] > -0.05 for r in sweep["runs"])  # a KL, up to MC error
+    assert [row["preconditioned_budget"] for row in sweep["matched_speedup"]] == [5]
+    assert (tmp_path / "budget_sweep.png").stat().st_size > 0
 
 
 def test_seismic_smoke_writes_results_and_figures(tmp_path):
