@@ -31,3 +31,21 @@ def test_rejects_empty_or_non_finite_curves():
         inverse.matched_budget_speedup({10: 1.0}, {})
     with pytest.raises(ValueError, match="`preconditioned`"):
         inverse.matched_budget_speedup({10: float("nan")}, {10: 1.0})
+
+
+def test_budget_sweep_trains_every_method_budget_and_seed_and_averages_seeds():
+    calls = []
+
+    def train(method, budget, seed):
+        calls.append((method, budget, seed))
+        return {"preconditioned": 1.0, "scratch": 4.0}[method] / budget + 0.01 * seed
+
+    sweep = inverse.budget_sweep(train, lambda value: value, {"preconditioned": [10, 20], "scratch": [20, 40, 80]},
+                                 seeds=2, report=None)
+    assert sorted(calls) == sorted((m, b, s) for s in range(2) for m, bs in
+                                   (("preconditioned", [10, 20]), ("scratch", [20, 40, 80])) for b in bs)
+    assert sweep["mean"]["scratch"][40] == pytest.approx(0.1 + 0.005)
+    # scratch needs 4x the iterations for the same value: 4 / (4b) = 1 / b, up to the seed offset.
+    assert [row["speedup"] for row in sweep["matched_speedup"]] == pytest.approx([4.0, 4.0], rel=0.05)
+    with pytest.raises(ValueError, match="`seeds`"):
+        inverse.budget_sweep(train, lambda v: v, {"scratch": [10]}, seeds=0)

@@ -17,7 +17,7 @@ training with b iterations?
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -85,3 +85,44 @@ def matched_budget_speedup(preconditioned: Mapping[int, float], scratch: Mapping
             row["speedup_lower_bound"] = float(scratch_budgets[-1]) / budget
         rows.append(row)
     return rows
+
+
+def budget_sweep(train: Callable[[str, int, int], Any], evaluate: Callable[[Any], float],
+                 budgets: Mapping[str, Sequence[int]], seeds: int = 1,
+                 report: Optional[Callable[[str], None]] = print) -> dict[str, Any]:
+    """Trains each method at each budget and seed, evaluates the final parameters, and compares.
+
+    Args:
+      train: train(method, budget, seed) -> the parameters after a run whose
+        learning rate anneals to 0 over `budget` iterations, e.g.
+        `fit_reverse_kl(..., steps=budget, optimizer=default_optimizer(lr, total_steps=budget)).params`.
+      evaluate: params -> the final objective (lower is better), e.g. an exact
+        KL or the objective on a large fixed set of latents.
+      budgets: method -> iteration budgets; the keys "preconditioned" and
+        "scratch" also give the matched speed-up.
+      seeds: runs per (method, budget), seeds 0..seeds-1; their mean is compared.
+      report: called with one line per finished run (None: silent).
+
+    Returns:
+      {"runs": [{"method", "budget", "seed", "objective"}], "mean": {method:
+      {budget: mean objective}}, "matched_speedup": `matched_budget_speedup`
+      rows (only with both "preconditioned" and "scratch")}.
+    """
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"`seeds` must be a positive int; got {seeds!r}.")
+    runs = []
+    for seed in range(seeds):
+        for method, method_budgets in budgets.items():
+            for budget in method_budgets:
+                value = float(evaluate(train(method, int(budget), seed)))
+                runs.append({"method": method, "budget": int(budget), "seed": seed, "objective": value})
+                if report is not None:
+                    report(f"annealed {method:>14} budget {int(budget):5d} seed {seed}: {value:.4f}")
+    mean = {method: {int(b): float(np.mean([r["objective"] for r in runs
+                                               if r["method"] == method and r["budget"] == int(b)]))
+                     for b in method_budgets}
+            for method, method_budgets in budgets.items()}
+    result = {"runs": runs, "mean": mean}
+    if "preconditioned" in mean and "scratch" in mean:
+        result["matched_speedup"] = matched_budget_speedup(mean["preconditioned"], mean["scratch"])
+    return result
