@@ -29,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
+from experiments._budgets import add_budget_args, parse_budget_args, plot_budgets  # noqa: E402
 from jcnf import inverse  # noqa: E402
 
 X_TRUE = (2.0, 4.0)
@@ -54,37 +55,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-samples", type=int, default=4096)
     parser.add_argument("--smooth", type=int, default=3,
                         help="evaluations averaged before comparing objectives (speed-up)")
-    parser.add_argument("--sweep-preconditioned", default="10,20,40,80",
-                        help="budgets (iterations) of preconditioned runs annealed to lr 0 (matched-quality speed-up)")
-    parser.add_argument("--sweep-scratch", default="20,40,80,160,400", help="budgets of annealed runs from scratch")
-    parser.add_argument("--sweep-seeds", type=int, default=2, help="seeds per budget (latents, scratch init)")
+    add_budget_args(parser, preconditioned="10,20,40,80", scratch="20,40,80,160,400", seeds=2)
     parser.add_argument("--kl-latents", type=int, default=65536,
                         help="latents of the exact-KL estimate (objective + log Z) at the end of each sweep run")
     parser.add_argument("--samples", type=int, default=20000, help="posterior samples per flow for the metrics")
     parser.add_argument("--grid", type=int, default=512, help="reference grid cells per axis")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long configuration for tests")
     args = parser.parse_args(argv)
-    for name in ("sweep_preconditioned", "sweep_scratch"):
-        setattr(args, name, parse_budgets(parser, name, getattr(args, name)))
+    parse_budget_args(parser, args)
     if args.smoke:
         args.pairs, args.epochs, args.layers, args.hidden = 512, 2, 1, 8
         args.preconditioned_steps, args.scratch_steps, args.scratch_max_steps = 10, 50, 50
         args.latents, args.eval_samples, args.samples, args.grid = 256, 256, 2000, 128
-        args.sweep_seeds, args.kl_latents = 1, 4096
-    if args.smoke:
-        args.sweep_preconditioned, args.sweep_scratch = [5], [5, 10]
+        args.sweep_preconditioned, args.sweep_scratch, args.sweep_seeds, args.kl_latents = [5], [5, 10], 1, 4096
     return args
-
-
-def parse_budgets(parser: argparse.ArgumentParser, name: str, text: str) -> list[int]:
-    """'10,20,40' -> [10, 20, 40]; a parser error naming the flag otherwise."""
-    try:
-        budgets = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        budgets = []
-    if not budgets or budgets[0] < 1:
-        parser.error(f"--{name.replace('_', '-')} must be comma-separated positive iteration counts; got {text!r}")
-    return budgets
 
 
 def reference_posterior(log_density, resolution: int) -> jcnf.inverse.GridPosterior:
@@ -177,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                                          optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
                                          progress=False).params,
         lambda params: float(objective(params)) + log_z,  # KL(q || exact posterior)
-        {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch}, seeds=args.sweep_seeds)
+        {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
+        seeds=args.sweep_seeds) if args.sweep_preconditioned else None
     sweep_seconds = time.time() - clock
 
     context = jnp.broadcast_to(y_obs, (args.samples, 2))
@@ -216,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     plot_curves(args.out, preconditioned, scratch_long, speed)
     plot_samples(args.out, reference, samples)
-    plot_budgets(args.out, sweep)
+    if sweep:
+        plot_budgets(args.out, sweep, "KL(q || exact posterior), nats")
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
@@ -240,30 +226,6 @@ def plot_curves(out: str, preconditioned, scratch, speed: dict) -> None:
     axes[0].axhline(speed["target"], color="gray", ls=":", lw=1)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss_curves.png"), dpi=120)
-    plt.close(fig)
-
-
-def plot_budgets(out: str, sweep: dict) -> None:
-    """Final exact KL against the iteration budget of annealed runs: every seed, and the means (log-log)."""
-    floor = 1e-4  # a KL estimate at or below 0 (Monte-Carlo error) is drawn at the floor of the log axis
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, color in (("preconditioned", "tab:blue"), ("scratch", "tab:orange")):
-        runs = [r for r in sweep["runs"] if r["method"] == name]
-        ax.scatter([r["budget"] for r in runs], [max(r["objective"], floor) for r in runs], s=12, color=color,
-                   alpha=0.5)
-        means = sweep["mean"][name]
-        ax.plot(list(means), [max(v, floor) for v in means.values()], "-o", color=color, label=f"{name} (mean)")
-    budgets = sorted({r["budget"] for r in sweep["runs"]})
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.minorticks_off()
-    ax.set_xlabel("iterations (lr annealed to 0 over the budget)")
-    ax.set_ylabel("KL(q || exact posterior), nats")
-    ax.set_title("what each budget buys")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "budget_sweep.png"), dpi=120)
     plt.close(fig)
 
 

@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
+from experiments._budgets import add_budget_args, parse_budget_args, plot_budgets  # noqa: E402
 from jcnf import inverse, metrics  # noqa: E402
 from jcnf.data import seismic  # noqa: E402
 
@@ -60,20 +61,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-samples", type=int, default=32)
     parser.add_argument("--posterior-samples", type=int, default=128)
+    add_budget_args(parser, preconditioned="15,30,60", scratch="30,60,120,300", seeds=1)
+    parser.add_argument("--final-eval-samples", type=int, default=256,
+                        help="latents of the final-objective estimate at the end of each sweep run")
     parser.add_argument("--paper", action="store_true",
                         help="the paper's scale: 256x256, a larger Glow, longer training (for a GPU)")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long configuration for tests")
     args = parser.parse_args(argv)
+    parse_budget_args(parser, args)
     if args.paper:
         args.size, args.train_images, args.low_steps, args.batch = 256, 2048, 5000, 4
         args.levels, args.flow_steps, args.hidden, args.context_features = 4, 8, 64, 32
         args.preconditioned_steps, args.scratch_max_steps, args.lr = 500, 5000, 1e-4
         args.eval_every, args.posterior_samples = 50, 256
+        args.sweep_preconditioned, args.sweep_scratch = [125, 250, 500], [250, 500, 1000, 2500, 5000]
     if args.smoke:
         args.size, args.train_images, args.low_steps, args.batch = 8, 16, 5, 8
         args.levels, args.flow_steps, args.hidden, args.context_features = 1, 1, 4, 4
         args.vi_samples, args.preconditioned_steps, args.scratch_max_steps = 4, 4, 12
         args.eval_every, args.eval_samples, args.posterior_samples = 4, 8, 16
+        args.sweep_preconditioned, args.sweep_scratch, args.sweep_seeds, args.final_eval_samples = [2], [2, 4], 1, 8
     return args
 
 
@@ -134,6 +141,24 @@ def main(argv: list[str] | None = None) -> dict:
                                        args.preconditioned_steps, args.latent_lr)
     speed = inverse.speedup(preconditioned.objective_history, scratch.objective_history, window=args.smooth)
 
+    # Runs annealed to lr 0 over their own budget; the final objective on a larger fixed set of latents.
+    clock = time.time()
+    final_z = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (args.final_eval_samples * int(np.prod(shape)),))
+    objective = inverse.objective_fn(model, inverse.posterior_log_density(operator, y_obs, args.noise_high, log_prior),
+                                     final_z.reshape((args.final_eval_samples,) + shape), context)
+    starts = {"preconditioned": lambda seed: inverse.precondition(amortized),
+              "scratch": lambda seed: scratch_init if seed == 0 else model.init(
+                  jax.random.fold_in(init_key, seed), init_value, jnp.broadcast_to(context, (args.batch,) + shape)
+              )["params"]}
+    sweep = inverse.budget_sweep(
+        lambda method, budget, seed: inverse.fit_reverse_kl(
+            model, starts[method](seed), y_obs, operator, args.noise_high, log_prior, steps=budget, context=context,
+            num_samples=args.vi_samples, optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
+            seed=args.seed + seed, progress=False).params,
+        objective, {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
+        seeds=args.sweep_seeds) if args.sweep_preconditioned else None
+    sweep_seconds = time.time() - clock
+
     rows = jnp.broadcast_to(context, (args.posterior_samples,) + shape)
     # One jitted sampler per model: the three Glow parameter trees share a structure and a compilation.
     samplers = {id(flow): jax.jit(lambda p, key, rows, flow=flow: flow.apply({"params": p}, key, rows,
@@ -156,17 +181,24 @@ def main(argv: list[str] | None = None) -> dict:
         "initial_objective": {"preconditioned": float(preconditioned.objective_history[0, 1]),
                               "scratch": float(scratch.objective_history[0, 1])},
         "speedup": speed,
+        # Runs annealed over each budget; "objective" is the reverse-KL objective (no exact normalizer here).
+        "annealed_budgets": sweep,
         "seconds": {"low_fidelity": low_seconds, "preconditioned": preconditioned_seconds,
                     "scratch": scratch_seconds, "latent_correction": corrected_seconds,
+                    "annealed_budgets": sweep_seconds,
                     "total": time.time() - start},
         "device": str(jax.devices()[0]),
     }
     plot_curves(args.out, {"preconditioned": preconditioned, "from scratch": scratch,
                            "latent correction": corrected}, speed)
     plot_images(args.out, x_true, back_projection, samples)
+    if sweep:
+        plot_budgets(args.out, sweep, "reverse-KL objective (KL + const)", log_y=False)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: results[k] for k in ("posterior", "speedup", "seconds")}, indent=2))
+    if sweep:
+        print(json.dumps(sweep["matched_speedup"], indent=2))
     return results
 
 
