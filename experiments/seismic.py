@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "latent correction": corrected}, speed)
     plot_images(args.out, x_true, back_projection, samples)
     if sweep:
-        plot_budgets(args.out, sweep, "reverse-KL objective (KL + const)", log_y=False)
+        plot_budgets(args.out, sweep, "reverse-KL objective (KL + const)",
+                     log_y=min(r["objective"] for r in sweep["runs"]) > 0)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: results[k] for k in ("posterior", "speedup", "seconds")}, indent=2))
