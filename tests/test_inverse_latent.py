@@ -51,10 +51,18 @@ def test_inverse_and_log_det_match_brute_force(amortized):
 def test_fit_trains_only_the_affine_map(amortized):
     model, params = amortized
     corrected, corrected_params = inverse.latent_correction(model, params)
-    y_obs = jnp.array([1.0, 1.5])
-    result = inverse.fit_reverse_kl(corrected, corrected_params, y_obs, inverse.identity(2), 0.4,
-                                    inverse.rosenbrock_log_prob, steps=60, num_samples=32, learning_rate=3e-2,
-                                    eval_samples=512, eval_every=30, progress=False)
+    operator, traces = inverse.identity(2), []
+
+    def log_prior(x):
+        traces.append(x.shape)  # once per trace
+        return inverse.rosenbrock_log_prob(x)
+
+    def fit(params, y_obs, steps):
+        return inverse.fit_reverse_kl(corrected, params, y_obs, operator, 0.4, log_prior, steps=steps,
+                                      num_samples=32, learning_rate=3e-2, eval_samples=512, eval_every=30,
+                                      progress=False)
+
+    result = fit(corrected_params, jnp.array([1.0, 1.5]), 60)
     # The frozen flow is bit-for-bit the amortized one; the map moved and the objective fell.
     jax.tree.map(np.testing.assert_array_equal, result.params["frozen"], params)
     assert float(jnp.max(jnp.abs(result.params["shift"]))) > 0.1
@@ -63,6 +71,10 @@ def test_fit_trains_only_the_affine_map(amortized):
     # The optimizer keeps no Adam moments for the frozen subtree (set_to_zero has no state).
     moments = sum(leaf.size for leaf in jax.tree.leaves(result.state.opt_state))
     assert moments < 4 * sum(leaf.size for leaf in jax.tree.leaves(params))
+    # Another observation from another start reuses the compiled step, frozen labels and all.
+    traced = len(traces)
+    fit(result.params, jnp.array([-0.5, 2.0]), 2)
+    assert len(traces) == traced
 
 
 def test_bad_input(amortized):

@@ -44,3 +44,12 @@ def test_bad_arguments():
         train.default_optimizer(0.0)
     with pytest.raises(ValueError, match="warmup"):
         train.default_optimizer(1e-3, warmup=10, total_steps=5)
+
+
+def test_same_settings_give_the_same_optimizer_object():
+    # TrainState.tx is static: equal objects keep a jitted step from retracing for each new state.
+    assert train.default_optimizer(1e-3, warmup=5) is train.default_optimizer(1e-3, warmup=5)
+    assert train.default_optimizer(1e-3) is not train.default_optimizer(2e-3)
+    # An unhashable (array) rate still builds, as an object of its own, and works.
+    optimizer = train.default_optimizer(jnp.float32(1e-3))
+    assert _first_update_norm(optimizer, {"w": jnp.ones(4)}) == pytest.approx(2e-3, rel=1e-3)

@@ -132,6 +132,32 @@ def test_reverse_kl_fits_a_gaussian_target():
         step(state, {"z": z[:8]})
 
 
+def test_reverse_kl_steps_of_one_factory_share_a_compilation():
+    # Target N(mean, I) with the mean passed as a target array: binding new means must not retrace.
+    traces = []
+
+    def log_density(value, mean):
+        return -0.5 * jnp.sum(jnp.square(value - mean), axis=-1)
+
+    def counting_log_density(value, mean):
+        traces.append(value.shape)  # Python runs once per trace, never in a compiled call
+        return log_density(value, mean)
+
+    state = train.create_state(MODEL, optax.adam(1e-2), jax.random.PRNGKey(0), _batch(8))
+    step_for = train.reverse_kl_step_factory(MODEL, counting_log_density, num_samples=16, donate=False)
+    z = jax.random.normal(jax.random.PRNGKey(3), (16, 2))
+    losses = []
+    for context, mean in [([[0.5, 1.0]], [1.0, -1.0]), ([[-1.0, 0.0]], [3.0, 2.0])]:
+        context, mean = np.asarray(context, np.float32), jnp.asarray(mean)
+        _, metrics = step_for(context, (mean,))(state, {"z": z})
+        value, log_q = train.push_latents(MODEL, state.variables(), z, jnp.repeat(context, 16, axis=0))
+        expected = float(jnp.mean(log_q - log_density(value, mean)))
+        np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
+        losses.append(float(metrics["loss"]))
+    assert losses[0] != losses[1]
+    assert len(traces) == 1
+
+
 def test_ema_follows_the_params(mle):
     batch = _batch()
     state = train.create_state(MODEL, optax.sgd(1e-1), jax.random.PRNGKey(0), batch, ema_decay=0.25)

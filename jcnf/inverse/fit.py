@@ -15,10 +15,20 @@ Besides the training loss (a noisy one-batch estimate), the loop can record
 the objective on a fixed set of evaluation latents: a deterministic
 function of the parameters, which makes runs comparable step by step (see
 `steps_to_reach`).
+
+Compiled once across calls: the observation and the context are inputs of
+the jitted step and evaluation objective, not constants, and both are kept
+in a small cache keyed on the model, forward operator and prior (by
+identity) and on noise_std, num_samples and the mesh. Fitting several
+observations, or one observation preconditioned and then from scratch,
+with the same objects traces and compiles each function once (per shape
+and optimizer; `jcnf.train.default_optimizer` returns one object per
+setting).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -33,15 +43,16 @@ from jax.sharding import Mesh
 
 from jcnf._checks import describe
 from jcnf.inverse.latent import FROZEN, trainable_mask
-from jcnf.inverse.objective import LogDensity, posterior_log_density
+from jcnf.inverse.objective import LogDensity, check_posterior_inputs, observation_log_density
 from jcnf.inverse.operators import LinearOperator
 from jcnf.inverse.precondition import precondition
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.data import ArrayBatches
 from jcnf.train.loop import fit
+from jcnf.train.mesh import make_mesh
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, raw_key, state_from_params
-from jcnf.train.steps import push_latents, reverse_kl_step
+from jcnf.train.steps import push_latents, reverse_kl_step_factory
 
 
 class ReverseKLResult(NamedTuple):
@@ -75,11 +86,12 @@ def event_shape_of(params: Any) -> tuple[int, ...]:
     return tuple(marker.shape[1:])
 
 
-def _mean_objective(model: Any, log_density: LogDensity, params: Any, z: Array, context: Array) -> Array:
-    """E_z[log q(T(z)) - log_density(T(z))] over the rows of z [N, *event]: KL(q || posterior) + const."""
+def _mean_objective(model: Any, log_density: Callable[..., Array], params: Any, z: Array, context: Array,
+                    *target: Array) -> Array:
+    """E_z[log q(T(z)) - log_density(T(z), *target)] over the rows of z [N, *event]: KL(q || posterior) + const."""
     rows = jnp.broadcast_to(context, (z.shape[0],) + context.shape[1:])
     value, log_q = push_latents(model, {"params": params}, z, rows)
-    return jnp.mean(log_q - log_density(value))
+    return jnp.mean(log_q - log_density(value, *target))
 
 
 def objective_fn(model: Any, log_density: LogDensity, z: Array, context: Array) -> Callable[[Any], Array]:
@@ -88,6 +100,50 @@ def objective_fn(model: Any, log_density: LogDensity, z: Array, context: Array) 
     # z and context are arguments, not closed-over constants, so XLA does not constant-fold the flow.
     jitted = jax.jit(lambda params, z, context: _mean_objective(model, log_density, params, z, context))
     return lambda params: jitted(params, z, context)
+
+
+class _Same:
+    """A cache key that compares its object by identity; holding the object keeps its id from being reused."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+def _cached(cached_fn: Any, *args: Any) -> Any:
+    """`cached_fn(*args)` through its lru_cache, or uncached when an argument is not hashable (an array)."""
+    try:
+        hash(args)
+    except TypeError:
+        return cached_fn.__wrapped__(*args)
+    return cached_fn(*args)
+
+
+# Few entries: each keeps its model, operator and prior alive (a flow prior holds
+# its parameters) along with their compiled executables.
+@functools.lru_cache(maxsize=4)
+def _compiled_functions(model: _Same, forward_op: _Same, log_prior: _Same, noise_std: float, num_samples: int,
+                        mesh: Mesh) -> tuple[Callable, Callable]:
+    """The step factory `step_for(context, (y_obs,))` and the jitted `objective(params, z, context, y_obs)`."""
+    log_density = observation_log_density(forward_op.value, noise_std, log_prior.value)
+    step_for = reverse_kl_step_factory(model.value, log_density, num_samples, mesh)
+    objective = jax.jit(functools.partial(_mean_objective, model.value, log_density))
+    return step_for, objective
+
+
+@functools.lru_cache(maxsize=16)
+def _freezing_optimizer(optimizer: optax.GradientTransformation, label_leaves: tuple[str, ...],
+                        label_treedef: Any) -> optax.GradientTransformation:
+    """`optimizer` on the leaves labelled "train", zero updates on those labelled "frozen"."""
+    labels = jax.tree.unflatten(label_treedef, label_leaves)
+    return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
 def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
@@ -140,6 +196,10 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
 
     Returns:
       A `ReverseKLResult` (params, loss_history, objective_history, state, history).
+
+    Repeated calls with the same model, forward_op, log_prior (the same
+    objects), noise_std, num_samples, mesh and optimizer reuse one compiled
+    step and evaluation objective, whatever y_obs, context, params and seed.
     """
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"`steps` must be a positive int; got {steps!r}.")
@@ -147,23 +207,27 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         raise ValueError(f"Need num_samples >= 1, num_latents >= num_samples (or None) and eval_samples >= 0; "
                          f"got num_samples={num_samples}, num_latents={num_latents}, eval_samples={eval_samples}.")
     event_shape = event_shape_of(params)
-    y_obs = jnp.asarray(y_obs)
+    y_obs = check_posterior_inputs(forward_op, y_obs, noise_std, log_prior)
     context = y_obs[None] if context is None else jnp.asarray(context)
     if context.ndim < 2 or context.shape[0] != 1:
         raise ValueError(f"`context` must be the context of one observation with a leading axis of 1, [1, ...]; "
                          f"got {describe(context)}.")
-    log_density = posterior_log_density(forward_op, y_obs, noise_std, log_prior)
+    mesh = make_mesh() if mesh is None else mesh
+    step_for, objective = _cached(_compiled_functions, _Same(model), _Same(forward_op), _Same(log_prior),
+                                  noise_std, num_samples, mesh)
     rng = jax.random.PRNGKey(seed) if rng is None else rng
     train_rng, latent_rng, eval_rng = jax.random.split(rng, 3)
 
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     if isinstance(params, dict) and FROZEN in params:
         labels = {"flow": jax.tree.map(lambda trainable: "train" if trainable else "frozen", trainable_mask(params))}
-        optimizer = optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
+        # One object per (optimizer, labels), like default_optimizer's, so the state's structure repeats.
+        label_leaves, label_treedef = jax.tree.flatten(labels)
+        optimizer = _cached(_freezing_optimizer, optimizer, tuple(label_leaves), label_treedef)
     # A copy: the train step donates its input state, which must not delete the caller's arrays.
     start_params = {"flow": precondition(params)}
     state = state_from_params(start_params, optimizer, raw_key(train_rng))
-    step_fn = reverse_kl_step(model, log_density, context, num_samples, mesh=mesh)
+    step_fn = step_for(context, (y_obs,))
 
     if num_latents is None:
         batches = itertools.repeat({})
@@ -176,14 +240,14 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     objective_rows = []
     if eval_samples:
         eval_z = jax.random.normal(eval_rng, (eval_samples * int(np.prod(event_shape)),))
-        objective = objective_fn(model, log_density, eval_z.reshape((eval_samples,) + event_shape), context)
+        eval_z = eval_z.reshape((eval_samples,) + event_shape)
         # The same rule as `fit`: a run resumes only from a complete checkpoint.
         resuming = checkpoint_dir is not None and Checkpointer(checkpoint_dir).latest_step() is not None
         if not resuming:
-            objective_rows.append((0, float(objective(start_params["flow"]))))
+            objective_rows.append((0, float(objective(start_params["flow"], eval_z, context, y_obs))))
 
         def eval_fn(state: TrainState) -> dict[str, float]:
-            return {"objective": float(objective(state.params["flow"]))}
+            return {"objective": float(objective(state.params["flow"], eval_z, context, y_obs))}
 
     result = fit(model, batches, steps, state=state, step_fn=step_fn, mesh=mesh, eval_fn=eval_fn,
                  eval_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,

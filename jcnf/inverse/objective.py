@@ -50,6 +50,39 @@ def posterior_log_density(forward_op: Union[LinearOperator, Callable[[Array], Ar
     Returns:
       A jittable function x [B, *input_shape] -> [B].
     """
+    y_obs = check_posterior_inputs(forward_op, y_obs, noise_std, log_prior)
+    log_density = observation_log_density(forward_op, noise_std, log_prior)
+
+    def log_posterior(x: Array) -> Array:
+        return log_density(x, y_obs)
+
+    return log_posterior
+
+
+def observation_log_density(forward_op: Union[LinearOperator, Callable[[Array], Array]], noise_std: float,
+                            log_prior: LogDensity) -> Callable[[Array, Array], Array]:
+    """`posterior_log_density` with the observation as an argument: (x, y_obs) -> [B].
+
+    A function jitted over it takes y_obs as an input, not a constant, so one
+    compilation serves every observation of a shape. Its inputs are not
+    checked here: pass them through `check_posterior_inputs` first.
+
+    Args:
+      forward_op, noise_std, log_prior: as in `posterior_log_density`.
+
+    Returns:
+      A jittable function (x [B, *input_shape], y_obs [*observation_shape]) -> [B].
+    """
+
+    def log_density(x: Array, y_obs: Array) -> Array:
+        return gaussian_log_likelihood(forward_op, x, y_obs, noise_std) + log_prior(x)
+
+    return log_density
+
+
+def check_posterior_inputs(forward_op: Union[LinearOperator, Callable[[Array], Array]], y_obs: Array,
+                           noise_std: float, log_prior: LogDensity) -> Array:
+    """Checks the arguments of `posterior_log_density` and returns y_obs as an array."""
     if not noise_std > 0:
         raise ValueError(f"`noise_std` must be > 0; got {noise_std}.")
     if not callable(log_prior):
@@ -58,11 +91,7 @@ def posterior_log_density(forward_op: Union[LinearOperator, Callable[[Array], Ar
     if isinstance(forward_op, LinearOperator) and tuple(y_obs.shape) != forward_op.output_shape:
         raise ValueError(f"`y_obs` must have the operator's output shape {list(forward_op.output_shape)} "
                          f"(one observation, no batch axis); got {describe(y_obs)}.")
-
-    def log_density(x: Array) -> Array:
-        return gaussian_log_likelihood(forward_op, x, y_obs, noise_std) + log_prior(x)
-
-    return log_density
+    return y_obs
 
 
 def flow_log_prior(model: nn.Module, params: Any, context: Array) -> LogDensity:

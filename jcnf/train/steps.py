@@ -198,24 +198,32 @@ def push_latents(model: nn.Module, variables: dict, z: Array, context: Array) ->
     return value, standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
 
 
-def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], context: Array,
-                    num_samples: int, mesh: Optional[Mesh] = None,
-                    donate: bool = True) -> Callable[..., tuple[TrainState, Metrics]]:
+def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], context: Array,
+                    num_samples: int, mesh: Optional[Mesh] = None, donate: bool = True, *,
+                    target: tuple[Array, ...] = ()) -> Callable[..., tuple[TrainState, Metrics]]:
     """A jitted reverse-KL step `state, metrics = step(state, batch=None)` for variational inference.
 
-    Minimizes `E_z[log q(T(z) | y) - log_density_fn(T(z))]`, which is
-    KL(q || p) up to p's unknown normalizer, reparameterized through the
+    Minimizes `E_z[log q(T(z) | y) - log_density_fn(T(z), *target)]`, which
+    is KL(q || p) up to p's unknown normalizer, reparameterized through the
     flow's inverse T = latent -> value with the context `y` fixed.
+
+    Each call builds and compiles a new step; to reuse one compilation for
+    many observations, build `reverse_kl_step_factory` once and bind it to
+    each observation's context and target.
 
     Args:
       model: the flow q(value | context).
-      log_density_fn: unnormalized target log-density, values [N, *event] -> [N]
-        (e.g. the log posterior log p(y_obs | x) + log p(x)). Must be jittable.
+      log_density_fn: unnormalized target log-density, values [N, *event]
+        (and the `target` arrays) -> [N], e.g. the log posterior
+        log p(y_obs | x) + log p(x). Must be jittable.
       context: the fixed context, one row [1, ...] broadcast over the
         samples, or already [num_samples, ...].
       num_samples: N, samples per step; divisible by the mesh's device count.
       mesh: device mesh (default: all devices); the samples are split over it.
       donate: reuse the input state's buffers for the output.
+      target: arrays passed to `log_density_fn` after the values, as inputs
+        of the compiled step rather than constants baked into it (e.g.
+        `(y_obs,)`); default none, `log_density_fn(values)`.
 
     Returns:
       `step(state, batch=None)`: draws N latents from `state.rng` through
@@ -224,16 +232,32 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], 
       those through `inverse_and_log_det`. Metrics: "loss", "log_q",
       "log_density" (sample means), "grad_norm", "skipped".
     """
+    return reverse_kl_step_factory(model, log_density_fn, num_samples, mesh, donate)(context, target)
+
+
+def reverse_kl_step_factory(model: nn.Module, log_density_fn: Callable[..., Array], num_samples: int,
+                            mesh: Optional[Mesh] = None,
+                            donate: bool = True) -> Callable[..., Callable[..., tuple[TrainState, Metrics]]]:
+    """Jitted reverse-KL steps for any context and target: `step = step_for(context, target=())`.
+
+    The context and the target arrays are arguments of the jitted functions,
+    so every step this factory makes shares one compilation per shape: build
+    the factory once per model and target density, then bind it to each
+    observation (`jcnf.inverse.fit_reverse_kl` does).
+
+    Args:
+      model, num_samples, mesh, donate: as in `reverse_kl_step`.
+      log_density_fn: `log_density_fn(values, *target)`, values [N, *event] -> [N]; jittable.
+
+    Returns:
+      `step_for(context, target=())`, giving `reverse_kl_step(model, log_density_fn, context,
+      num_samples, mesh, donate, target=target)` without compiling anew.
+    """
     mesh = make_mesh() if mesh is None else mesh
     if num_samples < 1 or num_samples % data_axis_size(mesh):
         raise ValueError(f"`num_samples` ({num_samples}) must be a positive multiple of the number of devices on "
                          f"the mesh's 'data' axis ({data_axis_size(mesh)}).")
-    context = jnp.asarray(context)
-    if context.ndim < 1 or context.shape[0] not in (1, num_samples):
-        raise ValueError(f"`context` must have a leading axis of 1 (one observation) or num_samples="
-                         f"{num_samples}; got shape {tuple(context.shape)}.")
     replicated, split = state_sharding(mesh), batch_sharding(mesh)
-    context = jax.device_put(context, replicated)
 
     def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, Metrics]:
         variables = {"params": params["flow"]}
@@ -244,7 +268,7 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], 
             value, log_q = push_latents(model, variables, batch["z"], sample_context)
         else:
             value, log_q = model.apply(variables, rng, sample_context, method="sample_and_log_prob")
-        log_density = log_density_fn(value)
+        log_density = log_density_fn(value, *batch["target"])
         if log_density.shape != log_q.shape:
             raise ValueError(f"`log_density_fn` must return shape {tuple(log_q.shape)} (one value per sample); "
                              f"got {tuple(log_density.shape)}.")
@@ -252,22 +276,32 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[[Array], Array], 
         return loss, {"log_q": jnp.mean(log_q), "log_density": jnp.mean(log_density)}
 
     update = lambda state, batch: apply_loss(state, loss_fn, batch)  # noqa: E731
-    replicated_batch = {"context": replicated}
-    from_rng = jax.jit(update, in_shardings=(replicated, replicated_batch), out_shardings=(replicated, replicated),
+    fixed = {"context": replicated, "target": replicated}
+    from_rng = jax.jit(update, in_shardings=(replicated, fixed), out_shardings=(replicated, replicated),
                        donate_argnums=(0,) if donate else ())
-    from_z = jax.jit(update, in_shardings=(replicated, {"context": replicated, "z": split}),
+    from_z = jax.jit(update, in_shardings=(replicated, {**fixed, "z": split}),
                      out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else ())
 
-    def step(state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
-        state = place_state(state, mesh)
-        if batch is None or "z" not in batch:
-            return from_rng(state, {"context": context})
-        z = batch["z"]
-        if z.shape[0] != num_samples:
-            raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; got shape {tuple(z.shape)}.")
-        return from_z(state, {"context": context, "z": shard_batch({"z": z}, mesh)["z"]})
+    def step_for(context: Array, target: tuple[Array, ...] = ()) -> Callable[..., tuple[TrainState, Metrics]]:
+        context = jnp.asarray(context)
+        if context.ndim < 1 or context.shape[0] not in (1, num_samples):
+            raise ValueError(f"`context` must have a leading axis of 1 (one observation) or num_samples="
+                             f"{num_samples}; got shape {tuple(context.shape)}.")
+        fixed = jax.device_put({"context": context, "target": tuple(jnp.asarray(a) for a in target)}, replicated)
 
-    return step
+        def step(state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
+            state = place_state(state, mesh)
+            if batch is None or "z" not in batch:
+                return from_rng(state, fixed)
+            z = batch["z"]
+            if z.shape[0] != num_samples:
+                raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; "
+                                 f"got shape {tuple(z.shape)}.")
+            return from_z(state, {**fixed, "z": shard_batch({"z": z}, mesh)["z"]})
+
+        return step
+
+    return step_for
 
 
 def sample_step(model: nn.Module, mesh: Optional[Mesh] = None, use_ema: bool = False) -> Callable[..., Array]:
