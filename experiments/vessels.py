@@ -118,10 +118,6 @@ def _at_event_shape(flow_params: dict, event_shape: tuple[int, ...]) -> dict:
     return params
 
 
-def _num_params(tree) -> int:
-    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
-
-
 def _train(model, crops, args, out, name, dequantizer=None):
     result = jcnf.train.fit(model, crops, steps=args.steps, batch_size=args.batch, seed=args.seed,
                             optimizer=jcnf.train.default_optimizer(args.lr, warmup=min(100, args.steps // 10 + 1)),
@@ -336,9 +332,9 @@ def main(argv: list[str] | None = None) -> dict:
                 abs(cnf["sample_components_per_image"] - cnf["truth_components_per_image"])
                 < abs(fac["sample_components_per_image"] - fac["truth_components_per_image"])),
         },
-        "parameters": {"CNF_flow": _num_params(flow_state.params["flow"]),
-                       "CNF_dequantizer": _num_params(flow_state.params["dequantizer"]),
-                       "factorized": _num_params(baseline_state.params["flow"])},
+        "parameters": {"CNF_flow": jcnf.train.count_params(flow_state.params["flow"]),
+                       "CNF_dequantizer": jcnf.train.count_params(flow_state.params["dequantizer"]),
+                       "factorized": jcnf.train.count_params(baseline_state.params["flow"])},
         "train_seconds": {"CNF": flow_seconds, "factorized": baseline_seconds},
         "total_seconds": time.time() - start,
         "device": str(jax.devices()[0]),
