@@ -62,7 +62,7 @@ def _step_and_args(config: dict, steps: int, memory_efficient: bool):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    num_params = sum(leaf.size for leaf in jax.tree.leaves(params))
+    num_params = jcnf.train.count_params(params)
     return step, (params, optimizer.init(params)), num_params
 
 

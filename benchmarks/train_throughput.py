@@ -73,7 +73,7 @@ def benchmark(name: str, config: tuple, calls: int, repeats: int, baseline: bool
     optimizer = train.default_optimizer(1e-3)
     dequantizer = train.uniform_dequantization(256)
     state = train.create_state(model, optimizer, jax.random.PRNGKey(0), batch, dequantizer=dequantizer)
-    num_params = sum(leaf.size for leaf in jax.tree.leaves(state.params))
+    num_params = train.count_params(state.params)
     step = train.mle_step(model, dequantizer=dequantizer)
     sharded = train.shard_batch(batch, train.make_mesh())
     holder = {"state": state}

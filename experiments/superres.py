@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -37,7 +36,8 @@ from jcnf import data as jdata
 from jcnf import metrics
 from jcnf.baselines import DiscretizedLogisticBaseline
 from jcnf.dequantize import VariationalDequantizer
-from jcnf.train import default_optimizer, fit, mle_eval_step, no_dequantization, sample_step, uniform_dequantization
+from jcnf.train import (count_params, default_optimizer, fit, mle_eval_step, no_dequantization, sample_step,
+                        uniform_dequantization)
 
 TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
 
@@ -97,10 +97,6 @@ def load_patches(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     test = jdata.grid_patches(test_photos, args.patch)
     test = test[rng.permutation(len(test))[:args.test_patches]]
     return train, test
-
-
-def count_params(tree) -> int:
-    return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree)))
 
 
 def matched_baseline(args: argparse.Namespace, target: int, example: dict) -> DiscretizedLogisticBaseline:

@@ -106,22 +106,6 @@ def _load(args) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------
 
 
-def _at_event_shape(flow_params: dict, event_shape: tuple[int, ...]) -> dict:
-    """The flow's parameters with its remembered event shape changed.
-
-    ConditionalGlow is fully convolutional: only the empty `value_shape`
-    marker ties it to the training crop size, so swapping the marker lets the
-    model trained on crops score and sample whole images.
-    """
-    params = dict(flow_params)
-    params["shape_marker"] = {"value_shape": jnp.zeros((0,) + tuple(event_shape), jnp.float32)}
-    return params
-
-
-def _num_params(tree) -> int:
-    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
-
-
 def _train(model, crops, args, out, name, dequantizer=None):
     result = jcnf.train.fit(model, crops, steps=args.steps, batch_size=args.batch, seed=args.seed,
                             optimizer=jcnf.train.default_optimizer(args.lr, warmup=min(100, args.steps // 10 + 1)),
@@ -137,7 +121,8 @@ def _draws(sample, variables, context, num_samples, rng):
 
 def _flow_samples(model, flow_params, context, num_samples, rng):
     """Binarized flow samples [S, B, H, W, 1]."""
-    params = _at_event_shape(flow_params, context.shape[1:3] + (1,))
+    # The flow was trained on crops; the same parameters apply to whole images.
+    params = jcnf.flows.with_event_shape(model, flow_params, context.shape[1:3] + (1,))
     # Parameters and context are arguments, not closed-over constants, which
     # XLA would try to constant-fold through the whole network.
     sample = jax.jit(lambda params, key, context: binarize(model.apply({"params": params}, key, context,
@@ -147,7 +132,7 @@ def _flow_samples(model, flow_params, context, num_samples, rng):
 
 def _flow_test_bpp(model, dequantizer, params, test, rng, draws=4):
     """Negative ELBO in bits per pixel on the test images, mean over items and `draws` noise draws."""
-    flow_params = _at_event_shape(params["flow"], test["value"].shape[1:])
+    flow_params = jcnf.flows.with_event_shape(model, params["flow"], test["value"].shape[1:])
     batch = {"value": jnp.asarray(test["value"]), "context": jnp.asarray(test["context"])}
 
     @jax.jit
@@ -336,9 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
                 abs(cnf["sample_components_per_image"] - cnf["truth_components_per_image"])
                 < abs(fac["sample_components_per_image"] - fac["truth_components_per_image"])),
         },
-        "parameters": {"CNF_flow": _num_params(flow_state.params["flow"]),
-                       "CNF_dequantizer": _num_params(flow_state.params["dequantizer"]),
-                       "factorized": _num_params(baseline_state.params["flow"])},
+        "parameters": {"CNF_flow": jcnf.train.count_params(flow_state.params["flow"]),
+                       "CNF_dequantizer": jcnf.train.count_params(flow_state.params["dequantizer"]),
+                       "factorized": jcnf.train.count_params(baseline_state.params["flow"])},
         "train_seconds": {"CNF": flow_seconds, "factorized": baseline_seconds},
         "total_seconds": time.time() - start,
         "device": str(jax.devices()[0]),

@@ -46,6 +46,19 @@ def test_random_crops_take_the_same_window_from_every_array():
     np.testing.assert_array_equal(crops["b"], 2 * crops["a"])
 
 
+def test_random_crops_are_the_windows_at_the_drawn_places():
+    image = np.arange(3 * 12 * 10 * 2, dtype=np.float32).reshape(3, 12, 10, 2)
+    mask = image[..., 0] > 100   # no channel axis
+    crops = random_crops(np.random.default_rng(4), {"image": image, "mask": mask}, 5, 9)
+    # The draws, in random_crops' order: images, then rows, then columns.
+    rng = np.random.default_rng(4)
+    index, rows, cols = rng.integers(0, 3, 9), rng.integers(0, 8, 9), rng.integers(0, 6, 9)
+    expected = np.stack([image[i, r:r + 5, c:c + 5] for i, r, c in zip(index, rows, cols)])
+    np.testing.assert_array_equal(crops["image"], expected)
+    np.testing.assert_array_equal(crops["mask"], expected[..., 0] > 100)
+    assert crops["mask"].dtype == bool and crops["image"].flags.c_contiguous
+
+
 def test_bad_arguments_raise():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="`size`"):

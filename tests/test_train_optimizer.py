@@ -44,6 +44,13 @@ def test_bad_arguments():
         train.default_optimizer(0.0)
     with pytest.raises(ValueError, match="warmup"):
         train.default_optimizer(1e-3, warmup=10, total_steps=5)
+    # A zero or negative norm would clip every gradient to zero or flip it; NaN compares false both ways.
+    for clip_norm in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"`clip_norm` must be None \(no clipping\) or > 0"):
+            train.default_optimizer(1e-3, clip_norm=clip_norm)
+    for weight_decay in (-1e-4, float("nan")):
+        with pytest.raises(ValueError, match="`weight_decay` must be >= 0"):
+            train.default_optimizer(1e-3, weight_decay=weight_decay)
 
 
 def test_same_settings_give_the_same_optimizer_object():

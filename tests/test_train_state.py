@@ -83,3 +83,15 @@ def test_bad_arguments():
                            {"value": batch["value"][:, :1], "context": batch["context"]})
     with pytest.raises(ValueError, match="TrainState"):
         train.mle_step(MODEL)({"params": {}}, batch)
+
+
+def test_count_params_counts_every_entry_of_arrays_and_shape_structs():
+    tree = {"dense": {"kernel": jnp.zeros((3, 4)), "bias": jnp.zeros(4)}, "scale": jnp.zeros(()),
+            "marker": jnp.zeros((0, 8, 8, 1))}
+    assert train.count_params(tree) == 12 + 4 + 1 + 0
+    assert train.count_params({}) == 0
+    # The size of a model without allocating it: the same count from jax.eval_shape.
+    batch = _batch(4)
+    params = MODEL.init(jax.random.PRNGKey(0), batch["value"], batch["context"])["params"]
+    shapes = jax.eval_shape(MODEL.init, jax.random.PRNGKey(0), batch["value"], batch["context"])["params"]
+    assert train.count_params(shapes) == train.count_params(params) == sum(np.size(x) for x in jax.tree.leaves(params))

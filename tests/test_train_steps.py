@@ -181,3 +181,20 @@ def test_sample_step_and_bad_batches(mle):
         step(state, {"value": batch["value"]})
     with pytest.raises(ValueError, match="context"):
         step(state, {"value": batch["value"], "context": batch["context"][:, :, None]})
+
+
+def test_eval_and_reverse_kl_steps_reject_bad_arguments():
+    batch = _batch(8)
+    state = train.create_state(MODEL, optax.sgd(1e-2), jax.random.PRNGKey(0), batch)
+    with pytest.raises(ValueError, match="`use_ema=True` but the state keeps no EMA"):
+        train.mle_eval_step(MODEL, use_ema=True)(state, batch)
+    context = batch["context"][:1]
+    log_density = lambda value: -jnp.sum(jnp.square(value), axis=-1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"`num_samples` \(0\) must be a positive multiple"):
+        train.reverse_kl_step(MODEL, log_density, context, num_samples=0)
+    with pytest.raises(ValueError, match=r"`context` must have a leading axis of 1.*num_samples=8; got shape \(3, 2\)"):
+        train.reverse_kl_step(MODEL, log_density, batch["context"][:3], num_samples=8)
+    # Raised while tracing the first step: one value per sample, not one per coordinate.
+    step = train.reverse_kl_step(MODEL, lambda value: -jnp.square(value), context, num_samples=8)
+    with pytest.raises(ValueError, match=r"`log_density_fn` must return shape \(8,\).*got \(8, 2\)"):
+        step(state)

@@ -26,6 +26,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.bijectors.squeeze import unsqueeze2x2
 from jcnf.flows.base import make_shape_marker
+from jcnf.nets.context import resize_context
 from jcnf.nets.encoder import ContextEncoder, ResidualBlock
 
 # A logistic narrower than e^-7 (~1/1100 of the unit range, a quarter of an
@@ -224,7 +225,7 @@ class DiscretizedLogisticBaseline(nn.Module):
         else:
             logits, means, raw_scales = jnp.split(out, 3, axis=-1)
         if self.context_skip:
-            upsampled = jax.image.resize(context, (context.shape[0], height, width, channels), "nearest")
+            upsampled = resize_context(context, (context.shape[0], height, width))
             means = means + upsampled[..., None].astype(means.dtype)
         log_scales = jnp.clip(raw_scales + _INITIAL_LOG_SCALE, _MIN_LOG_SCALE, _MAX_LOG_SCALE)
         return logits, means, log_scales

@@ -35,6 +35,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.flows.base import standard_normal_log_prob
 from jcnf.metrics import bits_per_dim
+from jcnf.nets.context import resize_context
 
 # softplus(n) underflows to 0 for n below about -104 (and 0.5 + x rounds to
 # 0.5 in float32 for x < 2^-25), which would put v on the boundary 0.5 and make
@@ -98,16 +99,6 @@ def soft_image(samples: Array) -> Array:
     return jnp.mean(binarize(samples), axis=0)
 
 
-def _resize_context(context: Array, value: Array) -> Array:
-    """Context at the value's resolution [B, H, W, c] (image or broadcast vector)."""
-    batch, height, width = value.shape[:3]
-    if context.ndim == 4:
-        if context.shape[1:3] != (height, width):
-            context = jax.image.resize(context, (batch, height, width, context.shape[-1]), "nearest")
-        return context.astype(value.dtype)
-    return jnp.broadcast_to(context[:, None, None, :], (batch, height, width, context.shape[-1])).astype(value.dtype)
-
-
 class BinaryDequantizer(nn.Module):
     """q(v | value, context) on the half-line of each binary label; a `jcnf.train` dequantizer.
 
@@ -135,8 +126,7 @@ class BinaryDequantizer(nn.Module):
         parts = [2.0 * value - 1.0]
         if self.use_context and context is not None:
             _checks.check_float_array("context", context, "[batch, h, w, c] or [batch, features]", (2, 4))
-            _checks.check_same_batch("value", value, "context", context)
-            parts.append(_resize_context(context, value))
+            parts.append(resize_context(context, value.shape).astype(value.dtype))
         h = jnp.concatenate(parts, axis=-1)
         for _ in range(self.layers):
             h = nn.relu(nn.Conv(self.hidden, (3, 3))(h))

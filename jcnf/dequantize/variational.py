@@ -32,6 +32,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.flows.base import standard_normal_log_prob
 from jcnf.flows.glow import ConditionalGlow
+from jcnf.nets.context import resize_context
 
 # sigmoid(v) rounds to exactly 1.0 in float32 for v > ~17; the noise must stay
 # inside its bin [0, 1/n), so the fraction is capped at the largest float32 < 1.
@@ -43,15 +44,8 @@ def _noise_context(value: Array, context: Optional[Array]) -> Array:
     # Centring the value keeps the features of a fresh encoder near zero.
     parts = [value - 0.5]
     if context is not None:
-        # A resize would silently stretch a context of another batch size over the values.
         _checks.check_float_array("context", context, "[batch, h, w, c] or [batch, features]", (2, 4))
-        _checks.check_same_batch("value", value, "context", context)
-        batch, height, width = value.shape[:3]
-        if context.ndim == 4:
-            context = jax.image.resize(context, (batch, height, width, context.shape[-1]), "nearest")
-        else:
-            context = jnp.broadcast_to(context[:, None, None, :], (batch, height, width, context.shape[-1]))
-        parts.append(context.astype(value.dtype))
+        parts.append(resize_context(context, value.shape).astype(value.dtype))
     return jnp.concatenate(parts, axis=-1)
 
 

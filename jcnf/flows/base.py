@@ -10,12 +10,13 @@ and sampling at temperature T inverts z = T * eps.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from jcnf import _checks
@@ -45,6 +46,16 @@ class ConditionalFlow(nn.Module):
     # Subclass hooks ---------------------------------------------------------
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
         raise NotImplementedError
+
+    def _check_event_shape(self, trained: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
+        """Raises ValueError unless parameters trained on `trained` also fit `event_shape`.
+
+        By default the parameters fit only the shape they were trained on;
+        fully convolutional flows accept more.
+        """
+        if event_shape != trained:
+            raise ValueError(f"`event_shape` must be the trained event shape {trained} for "
+                             f"{type(self).__name__}; got {event_shape}.")
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         raise NotImplementedError
@@ -126,3 +137,38 @@ class ConditionalFlow(nn.Module):
 def make_shape_marker() -> ShapeMarker:
     """The submodule every flow owns to remember its value's event shape."""
     return ShapeMarker()
+
+
+def with_event_shape(model: ConditionalFlow, params: Mapping[str, Any], event_shape: Sequence[int]) -> dict:
+    """The flow's parameters for values of another event shape.
+
+    A flow remembers its event shape only in the zero-size `shape_marker`
+    parameter (`ShapeMarker`). `ConditionalGlow` is otherwise fully
+    convolutional, so the parameters of a flow trained on crops score and
+    sample whole images once the marker records the images' shape: any height
+    and width divisible by 2^levels, with the trained channels. Flows with
+    dense layers over the whole value (`ConditionalRealNVP`) accept only
+    their trained shape.
+
+    Args:
+      model: the flow the parameters belong to.
+      params: its parameters (the tree under "params" that `model.init` returns).
+      event_shape: the new event shape, e.g. (height, width, channels).
+
+    Returns:
+      A copy of `params` whose shape marker records `event_shape`; every
+      other leaf is the same array, not a copy.
+    """
+    marker = params.get("shape_marker", {}).get("value_shape") if isinstance(params, Mapping) else None
+    if marker is None:
+        raise ValueError("`params` must be a jcnf flow's parameter tree (with its 'shape_marker'); "
+                         "initialize the model with `model.init(rng, value, context)` first.")
+    shape = tuple(event_shape)
+    if not shape or any(isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
+                        for size in shape):
+        raise ValueError(f"`event_shape` must be a non-empty tuple of positive integers; got {event_shape!r}.")
+    shape = tuple(int(size) for size in shape)
+    model._check_event_shape(tuple(marker.shape[1:]), shape)
+    updated = dict(params)
+    updated["shape_marker"] = {"value_shape": jnp.zeros((0,) + shape, marker.dtype)}
+    return updated

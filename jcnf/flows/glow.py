@@ -97,6 +97,15 @@ class ConditionalGlow(ConditionalFlow):
                     f"`context` image must be the value's resolution {height}x{width} divided by one integer "
                     f"factor; got {_checks.describe(context)}.")
 
+    def _check_event_shape(self, trained: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
+        # Convolutions, squeezes and 1x1 convs fix only the channels and the
+        # divisibility of the spatial size.
+        divisor = 2 ** self.levels
+        if (len(event_shape) != 3 or event_shape[-1] != trained[-1]
+                or event_shape[0] % divisor or event_shape[1] % divisor):
+            raise ValueError(f"`event_shape` must be (height, width, {trained[-1]}) with height and width divisible "
+                             f"by 2^levels = {divisor} (trained on {trained}); got {event_shape}.")
+
     def _features(self, context: Array, event_shape: tuple[int, ...]) -> list[Array]:
         return self.encoder(context, tuple(event_shape[:2]), self.levels)
 

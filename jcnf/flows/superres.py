@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-import jax
 from jax import Array
 
 from jcnf import _checks
 from jcnf.flows.glow import ConditionalGlow
+from jcnf.nets.context import resize_context
 
 
 class SuperResolutionGlow(ConditionalGlow):
@@ -36,13 +36,9 @@ class SuperResolutionGlow(ConditionalGlow):
             raise ValueError(f"`context` must be a low-resolution image [batch, height/r, width/r, {channels}] "
                              f"with the value's {channels} channels; got {_checks.describe(context)}.")
 
-    def _upsampled(self, context: Array, event_shape: tuple[int, ...]) -> Array:
-        height, width, channels = event_shape
-        return jax.image.resize(context, (context.shape[0], height, width, channels), "nearest")
-
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
-        return super()._forward(value - self._upsampled(context, value.shape[1:]), context)
+        return super()._forward(value - resize_context(context, value.shape), context)
 
     def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
         residual, log_det = super()._inverse(z, context)
-        return residual + self._upsampled(context, z.shape[1:]), log_det
+        return residual + resize_context(context, z.shape), log_det

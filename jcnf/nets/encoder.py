@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import Array
+
+from jcnf.nets.context import resize_context
 
 
 class ResidualBlock(nn.Module):
@@ -56,10 +57,7 @@ class ContextEncoder(nn.Module):
             h = nn.Dense(self.features)(h)
             return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (l + 1), width >> (l + 1),
                                                                self.features)) for l in range(levels)]
-        if context.shape[1:3] != (height, width):
-            # Nearest-neighbour keeps every low-resolution pixel's value intact; the
-            # convolutions that follow learn the interpolation.
-            context = jax.image.resize(context, (context.shape[0], height, width, context.shape[-1]), "nearest")
+        context = resize_context(context, (context.shape[0], height, width))
         h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(context)
         for _ in range(self.blocks):
             h = ResidualBlock(self.features, dtype=self.dtype)(h)

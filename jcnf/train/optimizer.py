@@ -31,6 +31,10 @@ def default_optimizer(learning_rate: float = 1e-3, clip_norm: Optional[float] = 
     """
     if learning_rate <= 0:
         raise ValueError(f"`learning_rate` must be > 0; got {learning_rate}.")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"`clip_norm` must be None (no clipping) or > 0; got {clip_norm}.")
+    if not weight_decay >= 0:
+        raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay}.")
     if warmup < 0 or (total_steps is not None and total_steps <= warmup):
         raise ValueError(f"Need 0 <= warmup < total_steps; got warmup={warmup}, total_steps={total_steps}.")
     arguments = (learning_rate, clip_norm, warmup, total_steps, weight_decay)

@@ -11,11 +11,13 @@ variables in the form `model.apply` expects.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jax import Array
@@ -57,6 +59,15 @@ class TrainState:
         if params is None:
             raise ValueError("This state keeps no EMA; create it with `create_state(..., ema_decay=0.999)`.")
         return {"params": params["flow"]}
+
+
+def count_params(tree: Any) -> int:
+    """Number of scalar entries in a parameter tree (e.g. `state.params["flow"]`).
+
+    Leaves may be arrays or `jax.ShapeDtypeStruct`s, so the size of a model
+    can be read from `jax.eval_shape(model.init, ...)` without allocating it.
+    """
+    return int(sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(tree)))
 
 
 def raw_key(rng: Array) -> Array:
