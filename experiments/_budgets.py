@@ -14,7 +14,8 @@ def add_budget_args(parser: argparse.ArgumentParser, preconditioned: str, scratc
                         help="budgets (iterations) of preconditioned runs annealed to lr 0 (matched-quality "
                              "speed-up); an empty string skips the sweep")
     parser.add_argument("--sweep-scratch", default=scratch, help="budgets of annealed runs from scratch")
-    parser.add_argument("--sweep-seeds", type=int, default=seeds, help="seeds per budget")
+    parser.add_argument("--sweep-seeds", type=int, default=seeds,
+                        help="seeds per budget (--smoke and --paper set their own budgets and seeds)")
 
 
 def parse_budget_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
-    print(json.dumps(sweep["matched_speedup"], indent=2))
+    if sweep:
+        print(json.dumps(sweep["matched_speedup"], indent=2))
     return results
 
 

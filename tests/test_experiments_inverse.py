@@ -37,3 +37,8 @@ def test_seismic_smoke_writes_results_and_figures(tmp_path):
         summary = on_disk["posterior"][name]
         assert 0.0 <= summary["fraction_within_2_std"] <= 1.0 and np.isfinite(summary["snr_db_of_mean"])
         assert summary["mean_std"] > 0  # the posterior samples differ from one another
+    sweep = on_disk["annealed_budgets"]
+    assert [(r["method"], r["budget"]) for r in sweep["runs"]] == [("preconditioned", 2), ("scratch", 2),
+                                                                    ("scratch", 4)]
+    assert all(np.isfinite(r["objective"]) for r in sweep["runs"])
+    assert (tmp_path / "budget_sweep.png").stat().st_size > 0

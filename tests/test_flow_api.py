@@ -108,6 +108,10 @@ def test_with_event_shape_rejects_shapes_the_model_cannot_take(realnvp):
         jcnf.flows.with_event_shape(glow, params, (16, 0, 3))
     with pytest.raises(ValueError, match="shape_marker"):
         jcnf.flows.with_event_shape(glow, {"encoder": {}}, (16, 16, 3))
+    with pytest.raises(ValueError, match="shape_marker"):
+        jcnf.flows.with_event_shape(glow, {"shape_marker": jnp.zeros(3)}, (16, 16, 3))
+    with pytest.raises(ValueError, match="`model` must be a jcnf flow"):
+        jcnf.flows.with_event_shape(object(), params, (16, 16, 3))
     # Dense layers over the whole vector fix its dimension.
     model, variables, _, _ = realnvp
     with pytest.raises(ValueError, match=r"trained event shape \(3,\) for ConditionalRealNVP; got \(4,\)"):

@@ -24,6 +24,9 @@ def test_bounds_when_the_target_is_outside_the_measured_budgets():
     assert rows[1]["kind"] == "interpolated" and 20 < rows[1]["scratch_budget"] < 40
     assert rows[1]["speedup"] == pytest.approx(rows[1]["scratch_budget"] / 20)
     assert rows[2]["speedup"] is None and rows[2]["speedup_lower_bound"] == 1.0
+    # The measured budgets around each match, without interpolation.
+    assert [r["scratch_bracket"] for r in rows] == [[None, 20], [20, 40], [40, None]]
+    assert rows[1]["speedup_bracket"] == [1.0, 2.0]
 
 
 def test_rejects_empty_or_non_finite_curves():
@@ -40,8 +43,10 @@ def test_budget_sweep_trains_every_method_budget_and_seed_and_averages_seeds():
         calls.append((method, budget, seed))
         return {"preconditioned": 1.0, "scratch": 4.0}[method] / budget + 0.01 * seed
 
-    sweep = inverse.budget_sweep(train, lambda value: value, {"preconditioned": [10, 20], "scratch": [20, 40, 80]},
-                                 seeds=2, report=None)
+    # Budgets may be any iterables, generators included: each seed trains all of them.
+    sweep = inverse.budget_sweep(train, lambda value: value,
+                                 {"preconditioned": (b for b in [10, 20]), "scratch": [20, 40, 80]},
+                                 seeds=np.int64(2), report=None)
     assert sorted(calls) == sorted((m, b, s) for s in range(2) for m, bs in
                                    (("preconditioned", [10, 20]), ("scratch", [20, 40, 80])) for b in bs)
     assert sweep["mean"]["scratch"][40] == pytest.approx(0.1 + 0.005)

@@ -171,7 +171,6 @@ def test_repeated_fits_compile_once_and_take_the_new_observation():
     second = run(other_y, init(1), seed=1)
     # A new observation (and context), starting point and seed of the same shapes: no new trace.
     assert len(traces) == traced
-    assert not np.allclose(second.objective_history, first.objective_history)
 
     # The cached step used other_y, not a baked-in Y_OBS: a fresh prior object forces a fresh
     # compilation with the same inputs, which must give the same run. Only XLA's reassociation
@@ -181,3 +180,29 @@ def test_repeated_fits_compile_once_and_take_the_new_observation():
     np.testing.assert_allclose(fresh.loss_history, second.loss_history, rtol=1e-5)
     np.testing.assert_allclose(fresh.objective_history, second.objective_history, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fresh.params, second.params)
+    # Clearing the cache forgets the compiled step: the same call traces again.
+    traced = len(traces)
+    inverse.clear_compile_cache()
+    run(other_y, init(1), seed=1)
+    assert len(traces) > traced
+
+
+def test_cached_fits_take_each_noise_std_and_the_operator_as_it_is_now():
+    model = jcnf.ConditionalRealNVP(layers=1, hidden=8)
+    rng = jax.random.PRNGKey(0)
+    params = model.init(rng, jax.random.normal(rng, (8, 2)), jnp.broadcast_to(Y_OBS, (8, 2)))["params"]
+
+    def run(operator, noise_std):
+        return inverse.fit_reverse_kl(model, params, Y_OBS, operator, noise_std, log_prior, steps=3, num_samples=8,
+                                      num_latents=16, progress=False).loss_history
+
+    operator = inverse.dense(A)
+    at_04, at_08 = run(operator, NOISE_STD), run(operator, 2 * NOISE_STD)
+    # Another noise level is another program, not the cached one: it matches a fresh operator's run.
+    np.testing.assert_allclose(at_08, run(inverse.dense(A), 2 * NOISE_STD), rtol=1e-5)
+    assert not np.allclose(at_04, at_08)
+    # The operator's arrays are inputs of the cached step, not constants: changed in place, they count.
+    operator.params["matrix"] = jnp.asarray(A) * 2.0
+    np.testing.assert_allclose(run(operator, NOISE_STD), run(inverse.dense(np.asarray(A) * 2.0), NOISE_STD),
+                               rtol=1e-5)
+    assert not np.allclose(run(operator, NOISE_STD), at_04)

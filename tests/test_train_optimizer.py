@@ -40,8 +40,9 @@ def test_clipping_bounds_the_gradient_seen_by_adam():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="learning_rate"):
-        train.default_optimizer(0.0)
+    for learning_rate in (0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`learning_rate` must be finite and > 0"):
+            train.default_optimizer(learning_rate)
     with pytest.raises(ValueError, match="warmup"):
         train.default_optimizer(1e-3, warmup=10, total_steps=5)
     # A zero or negative norm would clip every gradient to zero or flip it; NaN compares false both ways.

@@ -159,7 +159,11 @@ def with_event_shape(model: ConditionalFlow, params: Mapping[str, Any], event_sh
       A copy of `params` whose shape marker records `event_shape`; every
       other leaf is the same array, not a copy.
     """
-    marker = params.get("shape_marker", {}).get("value_shape") if isinstance(params, Mapping) else None
+    if not isinstance(model, ConditionalFlow):
+        raise ValueError(f"`model` must be a jcnf flow (a ConditionalFlow such as ConditionalGlow); "
+                         f"got {type(model).__name__}.")
+    marker = params.get("shape_marker") if isinstance(params, Mapping) else None
+    marker = marker.get("value_shape") if isinstance(marker, Mapping) else None
     if marker is None:
         raise ValueError("`params` must be a jcnf flow's parameter tree (with its 'shape_marker'); "
                          "initialize the model with `model.init(rng, value, context)` first.")

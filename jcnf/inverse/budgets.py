@@ -32,6 +32,16 @@ def _curve(name: str, values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarr
     return budgets, finals
 
 
+def _bracket(scratch: Mapping[int, float], target: float) -> tuple[Optional[int], Optional[int]]:
+    """(largest measured budget above the target, smallest at or below it after that), None where absent."""
+    budgets, finals = _curve("scratch", scratch)
+    reached = np.nonzero(finals <= target)[0]
+    if not reached.size:
+        return int(budgets[-1]), None
+    i = int(reached[0])
+    return (int(budgets[i - 1]) if i else None), int(budgets[i])
+
+
 def scratch_budget_to_reach(scratch: Mapping[int, float], target: float) -> tuple[Optional[float], str]:
     """Iterations from scratch whose final objective is `target`, interpolated between measured budgets.
 
@@ -72,15 +82,23 @@ def matched_budget_speedup(preconditioned: Mapping[int, float], scratch: Mapping
       "target", "scratch_budget" (None if not reached), "kind" (see
       `scratch_budget_to_reach`), "speedup" (scratch_budget / b; an upper
       bound when kind is "at_most"; when "not_reached", None and
-      "speedup_lower_bound" = largest scratch budget / b)}.
+      "speedup_lower_bound" = largest scratch budget / b), "scratch_bracket"
+      [a, c] and "speedup_bracket" [a / b, c / b]: the measured scratch
+      budgets around the match, a < needed <= c, without interpolation
+      (None where no budget lies on that side)}.
     """
     budgets, finals = _curve("preconditioned", preconditioned)
     scratch_budgets, _ = _curve("scratch", scratch)
     rows = []
     for budget, target in zip(budgets, finals):
         needed, kind = scratch_budget_to_reach(scratch, float(target))
+        above, reached = _bracket(scratch, float(target))
         row = {"preconditioned_budget": int(budget), "target": float(target), "scratch_budget": needed,
-               "kind": kind, "speedup": None if needed is None else needed / budget}
+               "kind": kind, "speedup": None if needed is None else needed / budget,
+               # What was measured, without interpolation: above < needed <= reached.
+               "scratch_bracket": [above, reached],
+               "speedup_bracket": [None if above is None else above / budget,
+                                   None if reached is None else reached / budget]}
         if needed is None:
             row["speedup_lower_bound"] = float(scratch_budgets[-1]) / budget
         rows.append(row)
@@ -108,18 +126,18 @@ def budget_sweep(train: Callable[[str, int, int], Any], evaluate: Callable[[Any]
       {budget: mean objective}}, "matched_speedup": `matched_budget_speedup`
       rows (only with both "preconditioned" and "scratch")}.
     """
-    if not isinstance(seeds, int) or seeds < 1:
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"`seeds` must be a positive int; got {seeds!r}.")
+    budgets = {method: tuple(int(b) for b in method_budgets) for method, method_budgets in budgets.items()}
     runs = []
-    for seed in range(seeds):
+    for seed in range(int(seeds)):
         for method, method_budgets in budgets.items():
             for budget in method_budgets:
-                value = float(evaluate(train(method, int(budget), seed)))
-                runs.append({"method": method, "budget": int(budget), "seed": seed, "objective": value})
+                value = float(evaluate(train(method, budget, seed)))
+                runs.append({"method": method, "budget": budget, "seed": seed, "objective": value})
                 if report is not None:
-                    report(f"annealed {method:>14} budget {int(budget):5d} seed {seed}: {value:.4f}")
-    mean = {method: {int(b): float(np.mean([r["objective"] for r in runs
-                                               if r["method"] == method and r["budget"] == int(b)]))
+                    report(f"annealed {method:>14} budget {budget:5d} seed {seed}: {value:.4f}")
+    mean = {method: {b: float(np.mean([r["objective"] for r in runs if r["method"] == method and r["budget"] == b]))
                      for b in method_budgets}
             for method, method_budgets in budgets.items()}
     result = {"runs": runs, "mean": mean}

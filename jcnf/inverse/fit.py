@@ -126,16 +126,39 @@ def _cached(cached_fn: Any, *args: Any) -> Any:
     return cached_fn(*args)
 
 
-# Few entries: each keeps its model, operator and prior alive (a flow prior holds
-# its parameters) along with their compiled executables.
+# Few entries: each keeps its model and prior (and a non-linear operator) alive,
+# a flow prior with its parameters, along with their compiled executables;
+# `clear_compile_cache` drops them.
 @functools.lru_cache(maxsize=4)
-def _compiled_functions(model: _Same, forward_op: _Same, log_prior: _Same, noise_std: float, num_samples: int,
-                        mesh: Mesh) -> tuple[Callable, Callable]:
-    """The step factory `step_for(context, (y_obs,))` and the jitted `objective(params, z, context, y_obs)`."""
-    log_density = observation_log_density(forward_op.value, noise_std, log_prior.value)
+def _compiled_functions(model: _Same, forward_op: Optional[_Same], log_prior: _Same, noise_std: float,
+                        num_samples: int, mesh: Mesh) -> tuple[Callable, Callable]:
+    """The step factory `step_for(context, (y_obs, operator))` and the jitted `objective(params, z, context, y_obs,
+    operator)`.
+
+    A `LinearOperator` (forward_op None here) is a pytree and arrives as an
+    input with y_obs, so its arrays are never compiled in as constants; a
+    function operator is part of the key and of the compiled program.
+    """
+
+    def log_density(x: Array, y_obs: Array, operator: Optional[LinearOperator]) -> Array:
+        return observation_log_density(operator if forward_op is None else forward_op.value, noise_std,
+                                       log_prior.value)(x, y_obs)
+
     step_for = reverse_kl_step_factory(model.value, log_density, num_samples, mesh)
     objective = jax.jit(functools.partial(_mean_objective, model.value, log_density))
     return step_for, objective
+
+
+def clear_compile_cache() -> None:
+    """Forgets the steps and objectives `fit_reverse_kl` compiled, and the objects their cache keeps alive.
+
+    Calls with the same model, operator, prior, noise_std, num_samples, mesh
+    and optimizer reuse one compilation; the cache holds a few of them, each
+    keeping its model, prior and executables in memory until evicted or
+    cleared here.
+    """
+    _compiled_functions.cache_clear()
+    _freezing_optimizer.cache_clear()
 
 
 @functools.lru_cache(maxsize=16)
@@ -213,8 +236,10 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         raise ValueError(f"`context` must be the context of one observation with a leading axis of 1, [1, ...]; "
                          f"got {describe(context)}.")
     mesh = make_mesh() if mesh is None else mesh
-    step_for, objective = _cached(_compiled_functions, _Same(model), _Same(forward_op), _Same(log_prior),
-                                  noise_std, num_samples, mesh)
+    linear = isinstance(forward_op, LinearOperator)
+    step_for, objective = _cached(_compiled_functions, _Same(model), None if linear else _Same(forward_op),
+                                  _Same(log_prior), noise_std, num_samples, mesh)
+    target = (y_obs, forward_op if linear else None)
     rng = jax.random.PRNGKey(seed) if rng is None else rng
     train_rng, latent_rng, eval_rng = jax.random.split(rng, 3)
 
@@ -227,7 +252,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     # A copy: the train step donates its input state, which must not delete the caller's arrays.
     start_params = {"flow": precondition(params)}
     state = state_from_params(start_params, optimizer, raw_key(train_rng))
-    step_fn = step_for(context, (y_obs,))
+    step_fn = step_for(context, target)
 
     if num_latents is None:
         batches = itertools.repeat({})
@@ -244,10 +269,10 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         # The same rule as `fit`: a run resumes only from a complete checkpoint.
         resuming = checkpoint_dir is not None and Checkpointer(checkpoint_dir).latest_step() is not None
         if not resuming:
-            objective_rows.append((0, float(objective(start_params["flow"], eval_z, context, y_obs))))
+            objective_rows.append((0, float(objective(start_params["flow"], eval_z, context, *target))))
 
         def eval_fn(state: TrainState) -> dict[str, float]:
-            return {"objective": float(objective(state.params["flow"], eval_z, context, y_obs))}
+            return {"objective": float(objective(state.params["flow"], eval_z, context, *target))}
 
     result = fit(model, batches, steps, state=state, step_fn=step_fn, mesh=mesh, eval_fn=eval_fn,
                  eval_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,

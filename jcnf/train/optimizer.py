@@ -29,8 +29,8 @@ def default_optimizer(learning_rate: float = 1e-3, clip_norm: Optional[float] = 
       (hashable) arguments, so train states built with it share their
       structure and a jitted step compiled for one serves the others.
     """
-    if learning_rate <= 0:
-        raise ValueError(f"`learning_rate` must be > 0; got {learning_rate}.")
+    if not 0 < learning_rate < float("inf"):
+        raise ValueError(f"`learning_rate` must be finite and > 0; got {learning_rate}.")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"`clip_norm` must be None (no clipping) or > 0; got {clip_norm}.")
     if not weight_decay >= 0:

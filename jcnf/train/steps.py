@@ -221,9 +221,10 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], cont
       num_samples: N, samples per step; divisible by the mesh's device count.
       mesh: device mesh (default: all devices); the samples are split over it.
       donate: reuse the input state's buffers for the output.
-      target: arrays passed to `log_density_fn` after the values, as inputs
-        of the compiled step rather than constants baked into it (e.g.
-        `(y_obs,)`); default none, `log_density_fn(values)`.
+      target: pytrees (arrays, a `LinearOperator`, None) passed to
+        `log_density_fn` after the values, as inputs of the compiled step
+        rather than constants baked into it (e.g. `(y_obs,)`); default none,
+        `log_density_fn(values)`.
 
     Returns:
       `step(state, batch=None)`: draws N latents from `state.rng` through
@@ -287,17 +288,18 @@ def reverse_kl_step_factory(model: nn.Module, log_density_fn: Callable[..., Arra
         if context.ndim < 1 or context.shape[0] not in (1, num_samples):
             raise ValueError(f"`context` must have a leading axis of 1 (one observation) or num_samples="
                              f"{num_samples}; got shape {tuple(context.shape)}.")
-        fixed = jax.device_put({"context": context, "target": tuple(jnp.asarray(a) for a in target)}, replicated)
+        # The target may hold any pytree (arrays, a LinearOperator, None); its leaves become inputs.
+        bound = jax.device_put({"context": context, "target": jax.tree.map(jnp.asarray, tuple(target))}, replicated)
 
         def step(state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
             state = place_state(state, mesh)
             if batch is None or "z" not in batch:
-                return from_rng(state, fixed)
+                return from_rng(state, bound)
             z = batch["z"]
             if z.shape[0] != num_samples:
                 raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; "
                                  f"got shape {tuple(z.shape)}.")
-            return from_z(state, {**fixed, "z": shard_batch({"z": z}, mesh)["z"]})
+            return from_z(state, {**bound, "z": shard_batch({"z": z}, mesh)["z"]})
 
         return step
 
