@@ -32,14 +32,11 @@ def _curve(name: str, values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarr
     return budgets, finals
 
 
-def _bracket(scratch: Mapping[int, float], target: float) -> tuple[Optional[int], Optional[int]]:
-    """(largest measured budget above the target, smallest at or below it after that), None where absent."""
+def _first_reaching(scratch: Mapping[int, float], target: float) -> tuple[np.ndarray, np.ndarray, Optional[int]]:
+    """The scratch curve (budgets, finals) and the index of its first budget at or below `target` (None if none)."""
     budgets, finals = _curve("scratch", scratch)
     reached = np.nonzero(finals <= target)[0]
-    if not reached.size:
-        return int(budgets[-1]), None
-    i = int(reached[0])
-    return (int(budgets[i - 1]) if i else None), int(budgets[i])
+    return budgets, finals, (int(reached[0]) if reached.size else None)
 
 
 def scratch_budget_to_reach(scratch: Mapping[int, float], target: float) -> tuple[Optional[float], str]:
@@ -57,11 +54,9 @@ def scratch_budget_to_reach(scratch: Mapping[int, float], target: float) -> tupl
       budget already reaches the target (budget is that smallest budget);
       "not_reached" when no budget does (budget is None).
     """
-    budgets, finals = _curve("scratch", scratch)
-    reached = np.nonzero(finals <= target)[0]
-    if not reached.size:
+    budgets, finals, i = _first_reaching(scratch, target)
+    if i is None:
         return None, "not_reached"
-    i = int(reached[0])
     if i == 0:
         return float(budgets[0]), "at_most"
     above, below = finals[i - 1], finals[i]
@@ -88,11 +83,12 @@ def matched_budget_speedup(preconditioned: Mapping[int, float], scratch: Mapping
       (None where no budget lies on that side)}.
     """
     budgets, finals = _curve("preconditioned", preconditioned)
-    scratch_budgets, _ = _curve("scratch", scratch)
     rows = []
     for budget, target in zip(budgets, finals):
         needed, kind = scratch_budget_to_reach(scratch, float(target))
-        above, reached = _bracket(scratch, float(target))
+        scratch_budgets, _, i = _first_reaching(scratch, float(target))
+        above = None if i == 0 else int(scratch_budgets[-1 if i is None else i - 1])
+        reached = None if i is None else int(scratch_budgets[i])
         row = {"preconditioned_budget": int(budget), "target": float(target), "scratch_budget": needed,
                "kind": kind, "speedup": None if needed is None else needed / budget,
                # What was measured, without interpolation: above < needed <= reached.
