@@ -122,20 +122,24 @@ def main(argv: list[str] | None = None) -> dict:
     context = operator.adjoint(y_obs[None])
     log_prior = inverse.flow_log_prior(model, amortized, context)
 
-    def run(name: str, flow, params, steps: int, lr: float) -> tuple[inverse.ReverseKLResult, float]:
+    def run(name, flow, params, steps: int, lr: float, **options) -> tuple[inverse.ReverseKLResult, float]:
         clock = time.time()
+        options = {"eval_samples": args.eval_samples, "seed": args.seed,
+                   "metrics_path": name and os.path.join(args.out, f"{name}_metrics.jsonl"), **options}
         result = inverse.fit_reverse_kl(flow, params, y_obs, operator, args.noise_high, log_prior, steps=steps,
                                         context=context, num_samples=args.vi_samples, learning_rate=lr,
-                                        eval_samples=args.eval_samples, eval_every=args.eval_every,
-                                        seed=args.seed, log_every=args.eval_every,
-                                        metrics_path=os.path.join(args.out, f"{name}_metrics.jsonl"))
+                                        eval_every=args.eval_every, log_every=args.eval_every, **options)
         return result, time.time() - clock
+
+    def scratch_init(seed: int):
+        """The same Glow freshly initialized (ActNorm on standard-normal values)."""
+        rng = init_key if seed == 0 else jax.random.fold_in(init_key, seed)
+        value = jax.random.normal(rng, (args.batch * int(np.prod(shape)),)).reshape((args.batch,) + shape)
+        return model.init(rng, value, jnp.broadcast_to(context, (args.batch,) + shape))["params"]
 
     preconditioned, preconditioned_seconds = run("preconditioned", model, inverse.precondition(amortized),
                                                  args.preconditioned_steps, args.lr)
-    init_value = jax.random.normal(init_key, (args.batch * int(np.prod(shape)),)).reshape((args.batch,) + shape)
-    scratch_init = model.init(init_key, init_value, jnp.broadcast_to(context, (args.batch,) + shape))["params"]
-    scratch, scratch_seconds = run("scratch", model, scratch_init, args.scratch_max_steps, args.lr)
+    scratch, scratch_seconds = run("scratch", model, scratch_init(0), args.scratch_max_steps, args.lr)
     corrected_model, corrected_init = inverse.latent_correction(model, amortized)
     corrected, corrected_seconds = run("latent_correction", corrected_model, corrected_init,
                                        args.preconditioned_steps, args.latent_lr)
@@ -146,15 +150,11 @@ def main(argv: list[str] | None = None) -> dict:
     final_z = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (args.final_eval_samples * int(np.prod(shape)),))
     objective = inverse.objective_fn(model, inverse.posterior_log_density(operator, y_obs, args.noise_high, log_prior),
                                      final_z.reshape((args.final_eval_samples,) + shape), context)
-    starts = {"preconditioned": lambda seed: inverse.precondition(amortized),
-              "scratch": lambda seed: scratch_init if seed == 0 else model.init(
-                  jax.random.fold_in(init_key, seed), init_value, jnp.broadcast_to(context, (args.batch,) + shape)
-              )["params"]}
+    starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
     sweep = inverse.budget_sweep(
-        lambda method, budget, seed: inverse.fit_reverse_kl(
-            model, starts[method](seed), y_obs, operator, args.noise_high, log_prior, steps=budget, context=context,
-            num_samples=args.vi_samples, optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
-            seed=args.seed + seed, progress=False).params,
+        lambda method, budget, seed: run(None, model, starts[method](seed), budget, args.lr, eval_samples=0,
+                                         optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
+                                         seed=args.seed + seed, progress=False)[0].params,
         objective, {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
         seeds=args.sweep_seeds) if args.sweep_preconditioned else None
     sweep_seconds = time.time() - clock
