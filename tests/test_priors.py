@@ -182,6 +182,8 @@ def test_grid_posterior_recovers_gaussian_moments(gaussian):
     np.testing.assert_allclose(gaussian.cov, GAUSS_COV, atol=1e-4)
     np.testing.assert_allclose(gaussian.points[0, 0], [gaussian.x1[0], gaussian.x2[0]])
     np.testing.assert_allclose(gaussian.x1[0], GAUSS_BOUNDS[0][0] + gaussian.cell_size[0] / 2, rtol=1e-6)
+    # A normalized density integrates to 1: log Z = 0 (float32 logsumexp over 40k cells).
+    np.testing.assert_allclose(float(gaussian.log_normalizer), 0.0, atol=1e-5)
 
 
 def test_grid_posterior_normalizes_far_below_float32_underflow():
@@ -193,6 +195,8 @@ def test_grid_posterior_normalizes_far_below_float32_underflow():
     # 64 cells over +-8 sd (h = 0.25 sd): still a midpoint rule, but the sum
     # of O(1e4) values loses 1e4 * 2^-24 ~ 1e-3 in each log density.
     np.testing.assert_allclose(shifted.mean, GAUSS_MEAN, atol=1e-2)
+    # log Z of exp(log N - 1e4) is -1e4, with the 1e4 * 2^-24 rounding above.
+    np.testing.assert_allclose(float(shifted.log_normalizer), -1e4, atol=2e-3)
 
 
 def test_grid_posterior_samples_match_its_moments(gaussian):

@@ -188,7 +188,7 @@ def _linear_gaussian_posterior(matrix: Array, y: Array, noise_std: Array, prior_
 # --------------------------------------------------------------------------
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["probs", "mean", "cov"],
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["probs", "mean", "cov", "log_normalizer"],
                    meta_fields=["bounds", "resolution"])
 @dataclasses.dataclass(frozen=True, eq=False)
 class GridPosterior:
@@ -206,6 +206,10 @@ class GridPosterior:
         [2, 2]. For a smooth density the midpoint rule is far more accurate
         than the piecewise-constant model that `sample` draws from, whose
         covariance is larger by diag(h1^2, h2^2) / 12.
+      log_normalizer: log of the integral of exp(log_density) over `bounds`
+        (midpoint rule), a scalar: the log evidence when the log density was
+        an unnormalized log posterior. For a reverse-KL objective
+        E_q[log q - log_density], KL(q || posterior) = objective + log_normalizer.
       bounds: ((lo1, hi1), (lo2, hi2)).
       resolution: (n1, n2), cells along x1 and x2.
     """
@@ -213,6 +217,7 @@ class GridPosterior:
     probs: Array
     mean: Array
     cov: Array
+    log_normalizer: Array
     bounds: tuple[tuple[float, float], tuple[float, float]]
     resolution: tuple[int, int]
 
@@ -308,20 +313,22 @@ def grid_posterior(log_density_fn: Callable[[Array], Array],
                          f"{points.shape[0] * points.shape[1]} it returned {describe(log_density)}.")
     if not bool(jnp.any(jnp.isfinite(log_density))) or bool(jnp.any(jnp.isnan(log_density))):
         raise ValueError("`log_density_fn` returned NaN, or no finite value on the grid; check `bounds`.")
-    probs, mean, cov = _normalize_on_grid(log_density.reshape(resolution), points)
-    return GridPosterior(probs=probs, mean=mean, cov=cov, bounds=bounds, resolution=resolution)
+    probs, mean, cov, log_sum = _normalize_on_grid(log_density.reshape(resolution), points)
+    cell_area = float(np.prod([(hi - lo) / n for (lo, hi), n in zip(bounds, resolution)]))
+    return GridPosterior(probs=probs, mean=mean, cov=cov, log_normalizer=log_sum + np.log(cell_area), bounds=bounds,
+                         resolution=resolution)
 
 
 @jax.jit
-def _normalize_on_grid(log_density: Array, points: Array) -> tuple[Array, Array, Array]:
-    """Cell masses [n1, n2], mean [2] and covariance [2, 2] of a log density on cell centers [n1, n2, 2]."""
+def _normalize_on_grid(log_density: Array, points: Array) -> tuple[Array, Array, Array, Array]:
+    """Cell masses [n1, n2], mean [2], covariance [2, 2] and logsumexp of a log density on cell centers [n1, n2, 2]."""
     # Softmax subtracts the maximum first, so densities far below exp(-88)
     # (float32 underflow) still normalize.
     probs = jax.nn.softmax(log_density.reshape(-1)).reshape(log_density.shape)
     mean = jnp.einsum("ij,ijk->k", probs, points, precision=jax.lax.Precision.HIGHEST)
     centered = points - mean
     cov = jnp.einsum("ij,ijk,ijl->kl", probs, centered, centered, precision=jax.lax.Precision.HIGHEST)
-    return probs, mean, cov
+    return probs, mean, cov, jax.scipy.special.logsumexp(log_density)
 
 
 def kl_from_samples_to_grid(samples: Array, reference: GridPosterior, bins: Union[int, Sequence[int]] = 20,
