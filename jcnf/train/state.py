@@ -53,12 +53,18 @@ class TrainState:
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     ema_decay: Optional[float] = struct.field(pytree_node=False, default=None)
 
+    def params_for(self, use_ema: bool = False) -> dict:
+        """`params`, or `ema_params` when `use_ema` (a ValueError if this state keeps no EMA)."""
+        if not use_ema:
+            return self.params
+        if self.ema_params is None:
+            raise ValueError("`use_ema=True` but the state keeps no EMA; create it with "
+                             "`create_state(..., ema_decay=0.999)`.")
+        return self.ema_params
+
     def variables(self, use_ema: bool = False) -> dict:
         """The flow's variables `{"params": ...}` for `model.apply`, from the EMA when `use_ema`."""
-        params = self.ema_params if use_ema else self.params
-        if params is None:
-            raise ValueError("This state keeps no EMA; create it with `create_state(..., ema_decay=0.999)`.")
-        return {"params": params["flow"]}
+        return {"params": self.params_for(use_ema)["flow"]}
 
 
 def count_params(tree: Any) -> int:

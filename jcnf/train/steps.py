@@ -165,7 +165,7 @@ def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Op
     replicated = state_sharding(mesh)
 
     def evaluate(state: TrainState, batch: dict, rng: Array) -> Metrics:
-        params = state.ema_params if use_ema else state.params
+        params = state.params_for(use_ema)  # raises while tracing when the state keeps no EMA
         loss, metrics = _nll_metrics(_flow_log_prob(model, dequantizer, params, rng, batch), batch["value"])
         return {"loss": loss, **metrics}
 
@@ -173,8 +173,6 @@ def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Op
 
     def step(state: TrainState, batch: Batch, rng: Optional[Array] = None) -> Metrics:
         check_batch_keys(batch, ("value", "context"))
-        if use_ema and state.ema_params is None:
-            raise ValueError("`use_ema=True` but the state keeps no EMA; create it with `ema_decay=`.")
         rng = jax.random.PRNGKey(0) if rng is None else raw_key(rng)
         return jitted(place_state(state, mesh), shard_batch(batch, mesh), jax.device_put(rng, replicated))
 
