@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import distrax
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -147,3 +148,25 @@ def write_json(path: Optional[str], record: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(record, f, indent=2)
     os.replace(tmp, path)
+
+
+def synthetic_params(init: Callable, *args, seed: int = 0, scale: float = 0.02) -> Any:
+    """Parameters with the model's shapes filled with small Gaussian noise.
+
+    Throughput does not depend on parameter values, so the data-dependent
+    `init` (a compile of its own) is skipped; small noise keeps every
+    coupling away from the identity and every 1x1 conv well conditioned.
+    """
+    shapes = jax.eval_shape(init, *args)
+    leaves, treedef = jax.tree.flatten(shapes)
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(treedef, [jnp.asarray(scale * rng.standard_normal(leaf.shape), leaf.dtype)
+                                        for leaf in leaves])
+
+
+def glow_inputs(size: int, batch: int, seed: int = 0, channels: int = 3) -> tuple[jax.Array, jax.Array]:
+    """A value [batch, size, size, channels] in [0, 1) and a half-resolution context [batch, size/2, size/2, 3]."""
+    rng = np.random.default_rng(seed)
+    half = max(size // 2, 1)
+    return (jnp.asarray(rng.uniform(size=(batch, size, size, channels)), jnp.float32),
+            jnp.asarray(rng.normal(size=(batch, half, half, 3)), jnp.float32))

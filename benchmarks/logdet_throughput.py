@@ -34,7 +34,8 @@ import numpy as np
 
 import jcnf
 from benchmarks import _naive
-from benchmarks._common import compiled_flops, environment, median_rate, peak_flops, ratio, write_json
+from benchmarks._common import (compiled_flops, environment, median_rate, peak_flops, ratio, synthetic_params,
+                               write_json)
 from jcnf.bijectors import (ActNorm, ConditionalAffineCoupling, ConditionalSplineCoupling, InvConv1x1)
 from jcnf.bijectors.coupling import coupling_param_size
 from jcnf.nets.coupling_nets import ConvCouplingNet
@@ -83,20 +84,6 @@ IMAGE_CHANNELS = 3
 CONTEXT_CHANNELS = 3  # a low-resolution image at half the value's resolution (super-resolution style)
 
 
-def _synthetic_params(init: Callable, *args, seed: int = 0, scale: float = 0.02) -> Any:
-    """Parameters with the model's shapes filled with small Gaussian noise.
-
-    Throughput does not depend on parameter values, so the data-dependent
-    `init` (a compile of its own) is skipped; small noise keeps every
-    coupling away from the identity and every 1x1 conv well conditioned.
-    """
-    shapes = jax.eval_shape(init, *args)
-    leaves, treedef = jax.tree.flatten(shapes)
-    rng = np.random.default_rng(seed)
-    return jax.tree.unflatten(treedef, [jnp.asarray(scale * rng.standard_normal(leaf.shape), leaf.dtype)
-                                        for leaf in leaves])
-
-
 def _timed(fn: Callable, args: tuple, batch: int, calls: int, repeats: int) -> dict:
     """Compiles `fn` (timed separately), then measures samples/s; returns rate, compile time and FLOPs/call."""
     start = time.perf_counter()
@@ -140,7 +127,7 @@ def bench_bijectors(sizes: dict, calls: int, repeats: int, names: Optional[list[
     for kind, cls in (("affine", ConditionalAffineCoupling), ("spline", ConditionalSplineCoupling)):
         out = coupling_param_size(kind, channels - split)
         net = ConvCouplingNet(out, hidden)
-        net_params = _synthetic_params(net.init, key, x[..., :split], features, seed=2)
+        net_params = synthetic_params(net.init, key, x[..., :split], features, seed=2)
 
         def ours(p, v, net=net, cls=cls):
             return cls(lambda x1, h: net.apply(p, x1, h), features, split, 3)
@@ -378,7 +365,7 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
     dtypes = [("float32", None)] + ([("bfloat16", jnp.bfloat16)] if bf16 and config.get("bf16") else [])
     for dtype_name, dtype in dtypes:
         model = jcnf.ConditionalGlow(dtype=dtype, **kwargs)
-        params = _synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
+        params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
         ours_forward = lambda p, v, c: model.apply({"params": p}, v, c, method="forward_and_log_det")
         ours_inverse = lambda p, z, c: model.apply({"params": p}, z, c, method="inverse")
         timed = {"ours": {"forward": _timed(ours_forward, (params, value, context), batch, calls, repeats),
@@ -453,7 +440,7 @@ def bench_realnvp(sizes: dict, calls: int, repeats: int) -> dict:
     value = rng.normal(size=(batch, sizes["dim"])).astype(np.float32)
     context = rng.normal(size=(batch, sizes["context"])).astype(np.float32)
     model = jcnf.ConditionalRealNVP(layers=sizes["layers"], hidden=sizes["hidden"])
-    params = _synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
+    params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
     naive = _naive.NaiveRealNVP(model)
     forward = lambda p, v, c: model.apply({"params": p}, v, c, method="forward_and_log_det")
     inverse = lambda p, z, c: model.apply({"params": p}, z, c, method="inverse")

@@ -23,11 +23,10 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import jcnf
-from benchmarks._common import environment, write_json
+from benchmarks._common import environment, glow_inputs, synthetic_params, write_json
 
 SIZES = {
     "tiny": {"levels": 1, "hidden": 4, "context_features": 2, "size": 8, "batch": 2, "ks": [2, 4]},
@@ -45,12 +44,8 @@ def _step_and_args(config: dict, steps: int, memory_efficient: bool):
     model = jcnf.ConditionalGlow(levels=config["levels"], steps=steps, hidden=config["hidden"],
                                  context_features=config["context_features"], encoder_blocks=1,
                                  memory_efficient=memory_efficient)
-    rng = np.random.default_rng(0)
-    size, batch = config["size"], config["batch"]
-    value = jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32)
-    context = jnp.asarray(rng.normal(size=(batch, size // 2, size // 2, 3)), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), value, context)["params"]
-    params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape), s.dtype), shapes)
+    value, context = glow_inputs(config["size"], config["batch"])
+    params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
     optimizer = optax.adam(1e-4)
 
     def loss_fn(params):

@@ -17,14 +17,11 @@ import argparse
 import os
 import sys
 import time
-from typing import Optional
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 import jcnf
-from benchmarks._common import environment, fit_log_slope, median_rate, write_json
+from benchmarks._common import environment, fit_log_slope, glow_inputs, median_rate, synthetic_params, write_json
 
 # base: the configuration every sweep varies one attribute of.
 SIZES = {
@@ -42,12 +39,9 @@ def time_config(config: dict, calls: int, repeats: int) -> dict:
     """Seconds per call of forward_and_log_det and inverse for one Glow configuration."""
     model = jcnf.ConditionalGlow(levels=config["levels"], steps=config["steps"], hidden=config["hidden"],
                                  context_features=config["context_features"], encoder_blocks=1)
-    rng = np.random.default_rng(0)
     size, batch = config["size"], config["batch"]
-    value = jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32)
-    context = jnp.asarray(rng.normal(size=(batch, max(size // 2, 1), max(size // 2, 1), 3)), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), value, context)["params"]
-    params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape), s.dtype), shapes)
+    value, context = glow_inputs(size, batch)
+    params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
     result = dict(config)
     for direction, method in (("forward", "forward_and_log_det"), ("inverse", "inverse")):
         start = time.perf_counter()
