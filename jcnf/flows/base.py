@@ -139,6 +139,24 @@ def make_shape_marker() -> ShapeMarker:
     return ShapeMarker()
 
 
+def trained_event_shape(params: Mapping[str, Any], name: str = "params") -> tuple[int, ...]:
+    """The event shape a jcnf flow's parameters record in their `shape_marker`.
+
+    Args:
+      params: the tree under "params" that `model.init` returns.
+      name: the argument's name in the error message.
+
+    Raises:
+      ValueError: `params` has no shape marker (not a jcnf flow's, or not initialized).
+    """
+    marker = params.get("shape_marker") if isinstance(params, Mapping) else None
+    marker = marker.get("value_shape") if isinstance(marker, Mapping) else None
+    if marker is None:
+        raise ValueError(f"`{name}` must be a jcnf flow's parameter tree (the dict under 'params', with its "
+                         "'shape_marker'); initialize the model with `model.init(rng, value, context)` first.")
+    return tuple(marker.shape[1:])
+
+
 def with_event_shape(model: ConditionalFlow, params: Mapping[str, Any], event_shape: Sequence[int]) -> dict:
     """The flow's parameters for values of another event shape.
 
@@ -162,17 +180,13 @@ def with_event_shape(model: ConditionalFlow, params: Mapping[str, Any], event_sh
     if not isinstance(model, ConditionalFlow):
         raise ValueError(f"`model` must be a jcnf flow (a ConditionalFlow such as ConditionalGlow); "
                          f"got {type(model).__name__}.")
-    marker = params.get("shape_marker") if isinstance(params, Mapping) else None
-    marker = marker.get("value_shape") if isinstance(marker, Mapping) else None
-    if marker is None:
-        raise ValueError("`params` must be a jcnf flow's parameter tree (with its 'shape_marker'); "
-                         "initialize the model with `model.init(rng, value, context)` first.")
+    trained = trained_event_shape(params)
     shape = tuple(event_shape)
     if not shape or any(isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
                         for size in shape):
         raise ValueError(f"`event_shape` must be a non-empty tuple of positive integers; got {event_shape!r}.")
     shape = tuple(int(size) for size in shape)
-    model._check_event_shape(tuple(marker.shape[1:]), shape)
+    model._check_event_shape(trained, shape)
     updated = dict(params)
-    updated["shape_marker"] = {"value_shape": jnp.zeros((0,) + shape, marker.dtype)}
+    updated["shape_marker"] = {"value_shape": jnp.zeros((0,) + shape, params["shape_marker"]["value_shape"].dtype)}
     return updated

@@ -42,6 +42,7 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import describe
+from jcnf.flows.base import trained_event_shape
 from jcnf.inverse.latent import FROZEN, trainable_mask
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs, observation_log_density
 from jcnf.inverse.operators import LinearOperator
@@ -79,11 +80,7 @@ def event_shape_of(params: Any) -> tuple[int, ...]:
     """The value's shape [*event] remembered by a jcnf flow's (or latent correction's) parameters."""
     if isinstance(params, dict) and "shift" in params and FROZEN in params:
         return tuple(params["shift"].shape)
-    marker = params.get("shape_marker", {}).get("value_shape") if isinstance(params, dict) else None
-    if marker is None:
-        raise ValueError("`params` must be a jcnf flow's parameter tree (the dict under 'params', with its "
-                         "'shape_marker'); initialize the model with `model.init` first.")
-    return tuple(marker.shape[1:])
+    return trained_event_shape(params)
 
 
 def _mean_objective(model: Any, log_density: Callable[..., Array], params: Any, z: Array, context: Array,

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.flows.base import standard_normal_log_prob
+from jcnf.flows.base import standard_normal_log_prob, trained_event_shape
 
 FROZEN = "frozen"
 
@@ -94,11 +94,7 @@ def latent_correction(model: nn.Module, amortized_params: Any) -> tuple[LatentCo
       (corrected_model, params): train `params` with `fit_reverse_kl(corrected_model, params, ...)`;
       at the start corrected_model's density equals the amortized one.
     """
-    marker = amortized_params.get("shape_marker", {}).get("value_shape") if isinstance(amortized_params, dict) else None
-    if marker is None:
-        raise ValueError("`amortized_params` must be a jcnf flow's parameter tree (with its 'shape_marker'); "
-                         "initialize the model with `model.init(rng, value, context)` first.")
-    event_shape = tuple(marker.shape[1:])
+    event_shape = trained_event_shape(amortized_params, "amortized_params")
     params = {FROZEN: amortized_params, "shift": jnp.zeros(event_shape, jnp.float32),
               "log_scale": jnp.zeros(event_shape, jnp.float32)}
     return LatentCorrectedFlow(model), params
