@@ -65,15 +65,14 @@ class MetricsLog:
         if self.path is None:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        kept = []
         if resume_step and os.path.exists(self.path):
             with open(self.path) as lines:
                 kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-        elif os.path.exists(self.path) and not resume_step:
-            os.remove(self.path)
-        if kept:
+            # Rewrite even when nothing is kept: every line may be newer than the checkpoint.
             with open(self.path, "w") as out:
                 out.writelines(kept)
+        elif os.path.exists(self.path):
+            os.remove(self.path)
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self.path is not None:
