@@ -79,5 +79,9 @@ def test_bad_arguments():
         train.fit(MODEL, data, 10, batch_size=16, log_every=0)
     with pytest.raises(ValueError, match="max_consecutive_skips"):
         train.fit(MODEL, data, 10, batch_size=16, max_consecutive_skips=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        train.fit(MODEL, data, 10.0, batch_size=16)
+    with pytest.raises(ValueError, match="`eval_every`"):
+        train.fit(MODEL, data, 10, batch_size=16, eval_every=2.5)
     with pytest.raises(ValueError, match="ran out"):
         train.fit(MODEL, iter([{k: x[:16] for k, x in data.items()}]), 3, progress=False)
