@@ -70,3 +70,17 @@ def check_int(name: str, value, minimum: int = 1) -> None:
                          f"{type(value).__name__}.")
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
+
+
+def check_int_pair(name: str, value, minimum: int = 1) -> tuple[int, int]:
+    """`value` as a pair (an integer n stands for (n, n)); ValueError naming `name` unless both are ints >= `minimum`.
+
+    Returns:
+      The pair as two Python ints, e.g. (height, width).
+    """
+    is_int = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool)  # noqa: E731
+    pair = (value, value) if is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(is_int(n) and n >= minimum for n in pair):
+        wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"`{name}` must be {wanted} or a pair of them; got {value!r}.")
+    return int(pair[0]), int(pair[1])

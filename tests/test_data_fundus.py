@@ -71,3 +71,7 @@ def test_bad_arguments_raise():
         fundus_context(np.zeros((1, 8, 8)), np.ones((1, 8, 8, 1)))
     with pytest.raises(ValueError, match="`crop`"):
         random_crops(rng, {"a": np.zeros((1, 8, 8, 1))}, 9, 1)
+    with pytest.raises(ValueError, match="`num`"):
+        random_crops(rng, {"a": np.zeros((1, 8, 8, 1))}, 4, -1)
+    with pytest.raises(ValueError, match="`arrays`"):
+        random_crops(rng, {}, 4, 1)

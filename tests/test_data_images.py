@@ -46,6 +46,8 @@ def test_bicubic_upsample_reproduces_smooth_images_and_stays_in_range():
 def test_quantize_puts_samples_in_their_bins():
     x = jnp.array([-0.1, 0.0, 0.00195, 0.5 + 1e-4, 0.99999, 1.3])
     np.testing.assert_array_equal(np.asarray(quantize(x)) * 256, [0, 0, 0, 128, 255, 255])
+    with pytest.raises(ValueError, match="`num_bins`"):
+        quantize(x, 0)
 
 
 def test_wrong_shapes_and_ranges_raise():

@@ -43,5 +43,7 @@ def test_bad_photos_raise():
         grid_patches([photos[0], photos[1][..., :1]], 8)
     with pytest.raises(ValueError, match="num_patches"):
         random_patches(photos, 8, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="`num_patches`"):
+        random_patches(photos, 8, 2.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="non-empty"):
         random_patches([], 8, 1, np.random.default_rng(0))

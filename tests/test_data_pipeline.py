@@ -46,5 +46,7 @@ def test_bad_patches():
         SuperResolutionBatches(_patches()[0], 4, 2)
     with pytest.raises(ValueError, match="prefetch"):
         SuperResolutionBatches(_patches(), 4, 2, prefetch=0)
+    with pytest.raises(ValueError, match="`prefetch`"):
+        SuperResolutionBatches(_patches(), 4, 2, prefetch=1.5)
     with pytest.raises(ValueError, match="`factor` must be an integer >= 1"):
         SuperResolutionBatches(_patches(), 4, 0)

@@ -38,6 +38,11 @@ def test_generator_rejects_bad_arguments():
         seismic.synthetic_seismic_images(0, 1, 32, "mid")
     with pytest.raises(ValueError, match="`num` must be >= 1"):
         seismic.synthetic_seismic_images(0, 0, 32)
+    with pytest.raises(ValueError, match="`num`"):
+        seismic.synthetic_seismic_images(0, 2.0, 32)
+    for size in ((32,), 3, (32, 2.0)):
+        with pytest.raises(ValueError, match="`size`"):
+            seismic.synthetic_seismic_images(0, 1, size)
 
 
 def test_load_folder_of_sections_and_volumes(tmp_path):

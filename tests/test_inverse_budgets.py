@@ -54,3 +54,5 @@ def test_budget_sweep_trains_every_method_budget_and_seed_and_averages_seeds():
     assert [row["speedup"] for row in sweep["matched_speedup"]] == pytest.approx([4.0, 4.0], rel=0.05)
     with pytest.raises(ValueError, match="`seeds`"):
         inverse.budget_sweep(train, lambda v: v, {"scratch": [10]}, seeds=0)
+    with pytest.raises(ValueError, match="`seeds`"):
+        inverse.budget_sweep(train, lambda v: v, {"scratch": [10]}, seeds=2.0)

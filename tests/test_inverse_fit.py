@@ -128,6 +128,12 @@ def test_bad_input_raises_clear_errors(problem):
 
     with pytest.raises(ValueError, match="`steps`"):
         call(steps=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        call(steps=True)
+    with pytest.raises(ValueError, match="`num_samples`"):
+        call(num_samples=8.0)
+    with pytest.raises(ValueError, match="`eval_samples`"):
+        call(eval_samples=-1)
     with pytest.raises(ValueError, match="`noise_std`"):
         call(noise_std=0.0)
     with pytest.raises(ValueError, match=r"`y_obs`.*\[2\]"):

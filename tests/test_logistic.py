@@ -152,3 +152,5 @@ def test_bad_inputs_raise_clear_errors():
         _tiny_model().init(jax.random.PRNGKey(0), jnp.zeros((2, 4, 4, 1)), jnp.zeros((2, 3, 3, 1)))
     with pytest.raises(ValueError, match="num_bins"):
         discretized_logistic_log_prob(jnp.zeros(3), 0.0, 0.0, num_bins=1)
+    with pytest.raises(ValueError, match="`num_bins`"):
+        mixture_sample(jax.random.PRNGKey(0), jnp.zeros((3, 2)), jnp.zeros((3, 2)), jnp.zeros((3, 2)), 1.0, 0)

@@ -152,6 +152,8 @@ def test_shape_errors_name_argument_and_shapes():
         ops.random_convolution_subsample(jax.random.PRNGKey(0), (8, 8), keep_fraction=0.0)
     with pytest.raises(ValueError, match=r"`factor`"):
         ops.blur_downsample((8, 8), factor=0, sigma=1.0)
+    with pytest.raises(ValueError, match=r"`factor`"):
+        ops.blur_downsample((8, 8), factor=2.0, sigma=1.0)
     with pytest.raises(ValueError, match=r"`sigma`"):
         ops.blur_downsample((8, 8), factor=2, sigma=-1.0)
     with pytest.raises(ValueError, match=r"`shape`"):

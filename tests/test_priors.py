@@ -62,6 +62,8 @@ def test_rosenbrock_log_prob_accepts_any_leading_shape():
         priors.rosenbrock_log_prob(jnp.zeros((5, 2)), a=0.0)
     with pytest.raises(ValueError, match="`b` must be > 0"):
         priors.rosenbrock_sample(jax.random.PRNGKey(0), 4, b=-1.0)
+    with pytest.raises(ValueError, match="`n`"):
+        priors.rosenbrock_sample(jax.random.PRNGKey(0), 4.0)
 
 
 def test_rosenbrock_density_integrates_to_one(banana):
@@ -221,6 +223,8 @@ def test_grid_posterior_rejects_bad_arguments():
         priors.grid_posterior(log_density, [(0.0, -1.0), (0.0, 1.0)], 10)
     with pytest.raises(ValueError, match=r"`resolution`"):
         priors.grid_posterior(log_density, [(0.0, 1.0), (0.0, 1.0)], (10, 0))
+    with pytest.raises(ValueError, match=r"`resolution`"):
+        priors.grid_posterior(log_density, [(0.0, 1.0), (0.0, 1.0)], (10,))
     with pytest.raises(ValueError, match=r"`log_density_fn`.*\[N\].*\(100, 1\)"):
         priors.grid_posterior(lambda x: x[:, :1], [(0.0, 1.0), (0.0, 1.0)], 10)
     with pytest.raises(ValueError, match=r"no finite value"):

@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 import optax
+import pytest
 
 import _train_worker as worker
 import jcnf
@@ -77,6 +78,12 @@ def test_keeps_the_last_n(tmp_path):
     assert checkpointer.all_steps() == [3, 4] and checkpointer.latest_step() == 4
     checkpointer.close()
     assert _complete_steps(tmp_path) == [3, 4]
+
+
+@pytest.mark.parametrize("keep", [0, 2.0, True])
+def test_keep_must_be_a_positive_integer(tmp_path, keep):
+    with pytest.raises(ValueError, match="`keep`"):
+        train.Checkpointer(tmp_path, keep=keep)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):

@@ -45,6 +45,8 @@ def test_processes_get_disjoint_halves_of_the_global_batch():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         train.ArrayBatches(_arrays(4), batch_size=5)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        train.ArrayBatches(_arrays(4), batch_size=2.0)
     with pytest.raises(ValueError, match="leading"):
         train.ArrayBatches({"value": np.zeros((4, 2)), "context": np.zeros((3, 1))}, batch_size=2)
     with pytest.raises(ValueError, match="processes"):

@@ -30,3 +30,5 @@ def test_no_dequantization_is_the_identity():
 def test_bins_are_checked():
     with pytest.raises(ValueError, match="num_bins"):
         train.uniform_dequantization(1)
+    with pytest.raises(ValueError, match="`num_bins`"):
+        train.uniform_dequantization(32.0)

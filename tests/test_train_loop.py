@@ -48,10 +48,16 @@ def test_resume_fast_forwards_a_plain_iterator(tmp_path):
 
     # One optimizer and step for the three runs: they share one compilation.
     options = {"optimizer": optax.adam(1e-2), "step_fn": train.mle_step(MODEL), "progress": False, "log_every": 5}
-    straight = train.fit(MODEL, batches(), 20, **options)
+    # The straight run logs only steps 15 and 20 into the file the resumed run
+    # uses: every line is newer than the step-10 checkpoint, so all are dropped.
+    metrics_path = tmp_path / "metrics.jsonl"
+    straight = train.fit(MODEL, batches(), 20, metrics_path=metrics_path, **dict(options, log_every=15))
     train.fit(MODEL, batches(), 10, checkpoint_dir=tmp_path, checkpoint_every=5, **options)
-    resumed = train.fit(MODEL, batches(), 20, checkpoint_dir=tmp_path, checkpoint_every=5, **options)
+    resumed = train.fit(MODEL, batches(), 20, checkpoint_dir=tmp_path, checkpoint_every=5,
+                        metrics_path=metrics_path, **options)
     assert [r["step"] for r in resumed.history] == [15, 20]
+    with open(metrics_path) as f:
+        assert [json.loads(line)["step"] for line in f] == [15, 20]
     for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -73,5 +79,9 @@ def test_bad_arguments():
         train.fit(MODEL, data, 10, batch_size=16, log_every=0)
     with pytest.raises(ValueError, match="max_consecutive_skips"):
         train.fit(MODEL, data, 10, batch_size=16, max_consecutive_skips=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        train.fit(MODEL, data, 10.0, batch_size=16)
+    with pytest.raises(ValueError, match="`eval_every`"):
+        train.fit(MODEL, data, 10, batch_size=16, eval_every=2.5)
     with pytest.raises(ValueError, match="ran out"):
         train.fit(MODEL, iter([{k: x[:16] for k, x in data.items()}]), 3, progress=False)

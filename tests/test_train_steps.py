@@ -192,6 +192,8 @@ def test_eval_and_reverse_kl_steps_reject_bad_arguments():
     log_density = lambda value: -jnp.sum(jnp.square(value), axis=-1)  # noqa: E731
     with pytest.raises(ValueError, match=r"`num_samples` \(0\) must be a positive multiple"):
         train.reverse_kl_step(MODEL, log_density, context, num_samples=0)
+    with pytest.raises(ValueError, match="`num_samples`"):
+        train.reverse_kl_step(MODEL, log_density, context, num_samples=8.0)
     with pytest.raises(ValueError, match=r"`context` must have a leading axis of 1.*num_samples=8; got shape \(3, 2\)"):
         train.reverse_kl_step(MODEL, log_density, batch["context"][:3], num_samples=8)
     # Raised while tracing the first step: one value per sample, not one per coordinate.

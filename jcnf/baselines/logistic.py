@@ -59,8 +59,7 @@ def discretized_logistic_log_prob(value: Array, mean: Array, log_scale: Array, n
     Returns:
       Log-probabilities (nats), the broadcast shape.
     """
-    if num_bins < 2:
-        raise ValueError(f"`num_bins` must be >= 2; got {num_bins}.")
+    _checks.check_int("num_bins", num_bins, 2)
     # Rounding recovers the integer level even after float arithmetic on value.
     level = jnp.clip(jnp.round(value * num_bins), 0, num_bins - 1)
     inv_scale = jnp.exp(-log_scale)
@@ -121,6 +120,7 @@ def mixture_sample(rng: Array, logits: Array, means: Array, log_scales: Array, t
     Returns:
       Values on the grid k / num_bins, shape [...].
     """
+    _checks.check_int("num_bins", num_bins, 2)
     component_rng, noise_rng = jax.random.split(rng)
     component = jax.random.categorical(component_rng, logits, axis=-1)
     pick = lambda x: jnp.take_along_axis(x, component[..., None], axis=-1)[..., 0]  # noqa: E731

@@ -213,6 +213,10 @@ def random_crops(rng: np.random.Generator, arrays: dict[str, np.ndarray], crop: 
       crop: crop size (<= H and W).
       num: number of crops.
     """
+    if not arrays:
+        raise ValueError("`arrays` must be a non-empty dict of [N, H, W, ...] arrays; got an empty dict.")
+    check_int("crop", crop)
+    check_int("num", num)
     shapes = {name: array.shape[:3] for name, array in arrays.items()}
     first = next(iter(shapes.values()))
     if any(shape != first for shape in shapes.values()):

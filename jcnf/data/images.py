@@ -100,6 +100,7 @@ def bicubic_upsample(context: Array, factor: int) -> Array:
 
 def quantize(images: Array, num_bins: int = NUM_BINS) -> Array:
     """Continuous values in [0, 1) to the grid k / num_bins (floor, clipped): a flow sample to an 8-bit image."""
+    check_int("num_bins", num_bins, 2)
     return jnp.clip(jnp.floor(jnp.asarray(images) * num_bins), 0, num_bins - 1) / num_bins
 
 

@@ -40,8 +40,7 @@ def random_patches(images: Sequence[np.ndarray], patch_size: int, num_patches: i
       uint8 [N, P, P, channels].
     """
     images = _check_photos(images, patch_size)
-    if num_patches < 1:
-        raise ValueError(f"`num_patches` must be >= 1; got {num_patches}.")
+    check_int("num_patches", num_patches)
     # Weighting by the number of crop positions samples every position of
     # every photograph equally often.
     positions = np.array([(h - patch_size + 1) * (w - patch_size + 1) for h, w, _ in (i.shape for i in images)],

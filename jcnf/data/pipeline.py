@@ -43,8 +43,7 @@ class SuperResolutionBatches:
         if patches.shape[1] % factor or patches.shape[2] % factor:
             raise ValueError(f"`patches` height and width must be divisible by `factor`={factor}; got shape "
                              f"{tuple(patches.shape)}.")
-        if prefetch < 1:
-            raise ValueError(f"`prefetch` must be >= 1; got {prefetch}.")
+        check_int("prefetch", prefetch)
         self._batches = ArrayBatches({"patch": patches}, batch_size, seed=seed)
         self._sharding = batch_sharding(make_mesh() if mesh is None else mesh)
         self._make = jax.jit(lambda x: make_pairs(x, factor), out_shardings=self._sharding)

@@ -27,6 +27,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from jcnf._checks import check_int, check_int_pair
+
 
 @dataclasses.dataclass(frozen=True)
 class SeismicFamily:
@@ -92,9 +94,10 @@ def synthetic_seismic_images(seed: Union[int, np.random.Generator], num: int, si
         if family not in FAMILIES:
             raise ValueError(f"`family` must be one of {sorted(FAMILIES)} or a SeismicFamily; got {family!r}.")
         family = FAMILIES[family]
-    height, width = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if num < 1 or height < 4 or width < 4:
-        raise ValueError(f"`num` must be >= 1 and `size` at least 4x4; got num={num}, size={size!r}.")
+    if num < 1:
+        raise ValueError(f"`num` must be >= 1; got {num!r}.")
+    check_int("num", num)
+    height, width = check_int_pair("size", size, 4)
     rng = np.random.default_rng(seed)
     scale = height / _REFERENCE_SIZE  # lengths of the family are for 32-pixel-high images
     depth = np.arange(height, dtype=np.float64)[:, None]
@@ -154,11 +157,7 @@ def _as_patch(patch_size: Optional[Union[int, tuple[int, int]]]) -> Optional[tup
     """`patch_size` as (height, width), or None; ValueError unless a positive int or a pair of them."""
     if patch_size is None:
         return None
-    patch = (patch_size, patch_size) if isinstance(patch_size, (int, np.integer)) else patch_size
-    if (not isinstance(patch, (tuple, list)) or len(patch) != 2
-            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in patch)):
-        raise ValueError(f"`patch_size` must be a positive int or (height, width); got {patch_size!r}.")
-    return int(patch[0]), int(patch[1])
+    return check_int_pair("patch_size", patch_size)
 
 
 def _section_images(sections: np.ndarray, patch: Optional[tuple[int, int]], source: str) -> list[np.ndarray]:

@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from jcnf._checks import check_int
+
 
 def _curve(name: str, values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
     if not values:
@@ -122,8 +124,7 @@ def budget_sweep(train: Callable[[str, int, int], Any], evaluate: Callable[[Any]
       {budget: mean objective}}, "matched_speedup": `matched_budget_speedup`
       rows (only with both "preconditioned" and "scratch")}.
     """
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"`seeds` must be a positive int; got {seeds!r}.")
+    check_int("seeds", seeds)
     budgets = {method: tuple(int(b) for b in method_budgets) for method, method_budgets in budgets.items()}
     runs = []
     for seed in range(int(seeds)):

@@ -41,7 +41,7 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
-from jcnf._checks import describe
+from jcnf._checks import check_int, describe
 from jcnf.flows.base import trained_event_shape
 from jcnf.inverse.latent import FROZEN, trainable_mask
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs, observation_log_density
@@ -221,11 +221,11 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     objects), noise_std, num_samples, mesh and optimizer reuse one compiled
     step and evaluation objective, whatever y_obs, context, params and seed.
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int; got {steps!r}.")
-    if num_samples < 1 or (num_latents is not None and num_latents < num_samples) or eval_samples < 0:
-        raise ValueError(f"Need num_samples >= 1, num_latents >= num_samples (or None) and eval_samples >= 0; "
-                         f"got num_samples={num_samples}, num_latents={num_latents}, eval_samples={eval_samples}.")
+    check_int("steps", steps)
+    check_int("num_samples", num_samples)
+    if num_latents is not None:
+        check_int("num_latents", num_latents, num_samples)  # each step draws num_samples of the latents
+    check_int("eval_samples", eval_samples, 0)
     event_shape = event_shape_of(params)
     y_obs = check_posterior_inputs(forward_op, y_obs, noise_std, log_prior)
     context = y_obs[None] if context is None else jnp.asarray(context)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from jcnf._checks import describe
+from jcnf._checks import check_int, describe
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -364,8 +364,7 @@ def blur_downsample(image_shape: tuple[int, ...], factor: int, sigma: float) -> 
       (ceil(H / factor), ceil(W / factor)[, channels]).
     """
     dims = _as_image_shape(image_shape)
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"`factor` must be an integer >= 1; got {factor!r}.")
+    check_int("factor", factor)
     if not sigma >= 0.0:
         raise ValueError(f"`sigma` must be >= 0; got {sigma}.")
     factor = int(factor)

@@ -27,7 +27,7 @@ import numpy as np
 from jax import Array
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from jcnf._checks import describe
+from jcnf._checks import check_int, check_int_pair, describe
 from jcnf.inverse.operators import LinearOperator
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -84,6 +84,7 @@ def rosenbrock_sample(rng: Array, n: int, mu: float = 0.0, a: float = 0.5, b: fl
     Returns:
       Samples, shape [n, 2], float32.
     """
+    check_int("n", n)
     _check_rosenbrock(a, b)
     # Drawn flat: XLA:CPU compiles threefry for multi-axis shapes much more slowly.
     eps = jax.random.normal(rng, (2 * n,), jnp.float32).reshape(n, 2)
@@ -279,10 +280,7 @@ def _cell_centers(bounds: tuple[float, float], num_cells: int) -> Array:
 
 
 def _as_pair(name: str, value: Union[int, Sequence[int]]) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in pair):
-        raise ValueError(f"`{name}` must be a positive int or a pair of positive ints; got {value!r}.")
-    return int(pair[0]), int(pair[1])
+    return check_int_pair(name, value)
 
 
 def grid_posterior(log_density_fn: Callable[[Array], Array],

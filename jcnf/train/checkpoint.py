@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from jcnf._checks import check_int
 from jcnf.train.state import TrainState
 
 _FIELDS = ("step", "params", "opt_state", "rng", "skipped", "skip_run", "ema_params")
@@ -47,8 +48,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3, asynchronous: bool = True):
-        if keep < 1:
-            raise ValueError(f"`keep` must be >= 1; got {keep}.")
+        check_int("keep", keep)
         self.directory = os.path.abspath(os.fspath(directory))
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
                                                enable_async_checkpointing=asynchronous)

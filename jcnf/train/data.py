@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from jcnf._checks import check_int
+
 
 class ArrayBatches:
     """Endless shuffled batches {key: array[batch_size, ...]} from a dict of equal-length arrays.
@@ -47,6 +49,7 @@ class ArrayBatches:
         if None in sizes.values() or len(set(sizes.values())) != 1:
             raise ValueError(f"All arrays must share the leading (example) axis; got sizes {sizes}.")
         self._num_examples = next(iter(sizes.values()))
+        check_int("batch_size", batch_size)
         if not 1 <= batch_size <= self._num_examples:
             raise ValueError(f"`batch_size` must be in [1, {self._num_examples}] (the number of examples); "
                              f"got {batch_size}.")

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf._checks import check_int
 from jcnf.metrics import dequantization_offset
 
 DequantizeFn = Callable[[Array, Array, Mapping[str, Array]], tuple[Array, Array]]
@@ -56,8 +57,7 @@ def uniform_dequantization(num_bins: int = 256) -> DequantizeFn:
     Returns:
       A dequantizer `(rng, value, batch) -> (value + u, log_correction [batch])`.
     """
-    if num_bins < 2:
-        raise ValueError(f"`num_bins` must be >= 2; got {num_bins}.")
+    check_int("num_bins", num_bins, 2)
 
     def dequantize(rng: Array, value: Array, batch: Mapping[str, Array]) -> tuple[Array, Array]:
         del batch

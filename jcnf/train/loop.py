@@ -28,6 +28,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from jcnf._checks import check_int
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.data import ArrayBatches
 from jcnf.train.dequantize import Dequantizer
@@ -65,15 +66,14 @@ class MetricsLog:
         if self.path is None:
             return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        kept = []
         if resume_step and os.path.exists(self.path):
             with open(self.path) as lines:
                 kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-        elif os.path.exists(self.path) and not resume_step:
-            os.remove(self.path)
-        if kept:
+            # Rewrite even when nothing is kept: every line may be newer than the checkpoint.
             with open(self.path, "w") as out:
                 out.writelines(kept)
+        elif os.path.exists(self.path):
+            os.remove(self.path)
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self.path is not None:
@@ -147,12 +147,11 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       `FitResult(state, history)`; `history` holds the logged records
       (dicts with "step" and the window means of the metrics).
     """
-    if steps < 0 or log_every < 1 or checkpoint_every < 1 or eval_every < 1 or sample_every < 1:
-        raise ValueError("`steps` must be >= 0 and the `*_every` periods >= 1; got "
-                         f"steps={steps}, log_every={log_every}, checkpoint_every={checkpoint_every}, "
-                         f"eval_every={eval_every}, sample_every={sample_every}.")
-    if max_consecutive_skips < 1:
-        raise ValueError(f"`max_consecutive_skips` must be >= 1; got {max_consecutive_skips}.")
+    check_int("steps", steps, 0)
+    for name, period in [("log_every", log_every), ("checkpoint_every", checkpoint_every),
+                         ("eval_every", eval_every), ("sample_every", sample_every),
+                         ("max_consecutive_skips", max_consecutive_skips)]:
+        check_int(name, period)
     mesh = make_mesh() if mesh is None else mesh
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(x, "shape") for x in data):
         data = {"value": data[0], "context": data[1]}

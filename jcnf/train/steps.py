@@ -30,6 +30,7 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
+from jcnf._checks import check_int
 from jcnf.flows.base import standard_normal_log_prob
 from jcnf.metrics import nats_to_bits_per_dim
 from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
@@ -256,6 +257,7 @@ def reverse_kl_step_factory(model: nn.Module, log_density_fn: Callable[..., Arra
     if num_samples < 1 or num_samples % data_axis_size(mesh):
         raise ValueError(f"`num_samples` ({num_samples}) must be a positive multiple of the number of devices on "
                          f"the mesh's 'data' axis ({data_axis_size(mesh)}).")
+    check_int("num_samples", num_samples)
     replicated, split = state_sharding(mesh), batch_sharding(mesh)
 
     def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, Metrics]:
