@@ -19,7 +19,7 @@ from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowStep
-from jcnf.flows.reversible import run_steps
+from jcnf.flows.stack import StepStack
 from jcnf.nets.encoder import ContextEncoder
 
 
@@ -53,6 +53,10 @@ class ConditionalGlow(ConditionalFlow):
         (`jcnf.flows.reversible`): activation memory stops growing with K, at
         the cost of one extra forward and inverse per step. Same values; the
         gradients agree with the default to float32 rounding.
+      scan_steps: run each level's K steps as one `lax.scan` over their
+        stacked parameters (compile and init time flat in K); False unrolls
+        the same parameters into a loop (compile time linear in K). Same
+        values and parameters either way.
     """
 
     levels: int = 3
@@ -65,14 +69,18 @@ class ConditionalGlow(ConditionalFlow):
     dtype: Optional[jnp.dtype] = None
     check_finite: bool = False
     memory_efficient: bool = False
+    scan_steps: bool = True
 
     def setup(self):
         if self.levels < 1 or self.steps < 1:
             raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
         self.shape_marker = make_shape_marker()
         self.encoder = ContextEncoder(self.context_features, self.encoder_blocks, dtype=self.dtype)
-        self.flow_steps = [GlowStep(self.hidden, self.coupling, self.num_bins, self.dtype)
-                           for _ in range(self.levels * self.steps)]
+        step_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
+                       ("dtype", self.dtype))
+        # One module per level owns its K steps' parameters stacked on a leading axis.
+        self.level_steps = [StepStack(GlowStep, step_kwargs, self.steps, scan=self.scan_steps,
+                                      memory_efficient=self.memory_efficient) for _ in range(self.levels)]
         self.split_priors = [SplitPrior() for _ in range(self.levels - 1)]
         self.top_prior = ConditionalDiagGaussian()
 
@@ -109,14 +117,8 @@ class ConditionalGlow(ConditionalFlow):
     def _features(self, context: Array, event_shape: tuple[int, ...]) -> list[Array]:
         return self.encoder(context, tuple(event_shape[:2]), self.levels)
 
-    def _level_steps(self, level: int) -> list[GlowStep]:
-        return self.flow_steps[level * self.steps:(level + 1) * self.steps]
-
     def _run_level(self, level: int, x: Array, features: Array, inverse: bool) -> tuple[Array, Array]:
-        # Initialization must take the plain path: ActNorm's data-dependent
-        # parameters are created by running the steps forward.
-        return run_steps(self._level_steps(level), x, features, inverse,
-                         memory_efficient=self.memory_efficient and not self.is_initializing())
+        return self.level_steps[level](x, features, inverse=inverse)
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         features = self._features(context, value.shape[1:])

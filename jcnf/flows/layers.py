@@ -114,6 +114,57 @@ class GlowStep(nn.Module):
         return x, ld1 + ld2 + ld3
 
 
+class CouplingStep(nn.Module):
+    """An optional ActNorm, then a conditional coupling with an MLP conditioner (vectors).
+
+    Attributes:
+      kind: "affine", "additive" or "spline".
+      hidden: width of the conditioner.
+      swap: transform the first half instead of the second.
+      num_bins: spline bins.
+      actnorm: an ActNorm before the coupling.
+    """
+
+    kind: str = "affine"
+    hidden: int = 64
+    swap: bool = False
+    num_bins: int = 8
+    actnorm: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
+        norm = ActNormLayer(event_ndims=1, name="actnorm") if self.actnorm else None
+        couple = CouplingLayer(self.kind, self.hidden, swap=self.swap, num_bins=self.num_bins, name="coupling")
+        log_det = jnp.zeros(x.shape[:1], x.dtype)
+        if not inverse and norm is not None:
+            x, log_det = norm(x)
+        x, coupling_log_det = couple(x, context, inverse=inverse)
+        log_det = log_det + coupling_log_det
+        if inverse and norm is not None:
+            x, norm_log_det = norm(x, inverse=True)
+            log_det = log_det + norm_log_det
+        return x, log_det
+
+
+class CouplingPair(nn.Module):
+    """Two `CouplingStep`s, transforming the second half and then the first: one scanned RealNVP step."""
+
+    kind: str = "affine"
+    hidden: int = 64
+    num_bins: int = 8
+    actnorm: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
+        steps = [CouplingStep(self.kind, self.hidden, swap, self.num_bins, self.actnorm, name=name)
+                 for swap, name in ((False, "second_half"), (True, "first_half"))]
+        log_det = jnp.zeros(x.shape[:1], x.dtype)
+        for step in reversed(steps) if inverse else steps:
+            x, step_log_det = step(x, context, inverse=inverse)
+            log_det = log_det + step_log_det
+        return x, log_det
+
+
 class ShapeMarker(nn.Module):
     """Remembers the value's event shape as a zero-size parameter.
 

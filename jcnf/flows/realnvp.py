@@ -10,7 +10,8 @@ from jax import Array
 from jcnf import _checks
 from jcnf.distributions.gaussian import ConditionalDiagGaussian
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
-from jcnf.flows.layers import ActNormLayer, CouplingLayer
+from jcnf.flows.layers import CouplingPair, CouplingStep
+from jcnf.flows.stack import StepStack
 
 
 class ConditionalRealNVP(ConditionalFlow):
@@ -22,6 +23,11 @@ class ConditionalRealNVP(ConditionalFlow):
     coupling. With `conditional_base`, the latent's Gaussian has a mean and
     log-scale computed from the context.
 
+    Consecutive layers are paired (second half, then first half) and the
+    layers // 2 pairs run as one scan over their stacked parameters
+    (`params["pairs"]["steps"]`, leaves [layers // 2, ...]); an odd last
+    layer is `params["last"]`.
+
     Attributes:
       layers: number of couplings.
       hidden: width of the MLP conditioners.
@@ -30,6 +36,7 @@ class ConditionalRealNVP(ConditionalFlow):
       actnorm: an ActNorm before each coupling.
       conditional_base: make the base density depend on the context.
       check_finite: report non-finite inputs instead of returning NaN.
+      scan_steps: scan the pairs (compile time flat in depth); False unrolls them.
     """
 
     layers: int = 8
@@ -39,14 +46,17 @@ class ConditionalRealNVP(ConditionalFlow):
     actnorm: bool = True
     conditional_base: bool = True
     check_finite: bool = False
+    scan_steps: bool = True
 
     def setup(self):
         if self.layers < 1:
             raise ValueError(f"`layers` must be >= 1; got {self.layers}.")
         self.shape_marker = make_shape_marker()
-        self.couplings = [CouplingLayer(self.coupling, self.hidden, swap=bool(i % 2), num_bins=self.num_bins)
-                          for i in range(self.layers)]
-        self.actnorms = [ActNormLayer(event_ndims=1) for _ in range(self.layers)] if self.actnorm else []
+        kwargs = (("kind", self.coupling), ("hidden", self.hidden), ("num_bins", self.num_bins),
+                  ("actnorm", self.actnorm))
+        self.pairs = (StepStack(CouplingPair, kwargs, self.layers // 2, scan=self.scan_steps)
+                      if self.layers >= 2 else None)
+        self.last = CouplingStep(**dict(kwargs), swap=False) if self.layers % 2 else None
         self.base = ConditionalDiagGaussian() if self.conditional_base else None
 
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
@@ -60,11 +70,10 @@ class ConditionalRealNVP(ConditionalFlow):
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         x = value
         log_det = jnp.zeros(value.shape[0], value.dtype)
-        for i, coupling in enumerate(self.couplings):
-            if self.actnorm:
-                x, step_log_det = self.actnorms[i](x)
-                log_det += step_log_det
-            x, step_log_det = coupling(x, context)
+        if self.pairs is not None:
+            x, log_det = self.pairs(x, context)
+        if self.last is not None:
+            x, step_log_det = self.last(x, context)
             log_det += step_log_det
         if self.base is not None:
             mean, log_scale = self.base(context, x.shape[1:], x.shape[0])
@@ -79,10 +88,10 @@ class ConditionalRealNVP(ConditionalFlow):
             mean, log_scale = self.base(context, x.shape[1:], x.shape[0])
             x = mean + jnp.exp(log_scale) * x
             log_det += jnp.sum(log_scale, axis=-1)
-        for i in reversed(range(self.layers)):
-            x, step_log_det = self.couplings[i](x, context, inverse=True)
+        if self.last is not None:
+            x, step_log_det = self.last(x, context, inverse=True)
             log_det += step_log_det
-            if self.actnorm:
-                x, step_log_det = self.actnorms[i](x, inverse=True)
-                log_det += step_log_det
+        if self.pairs is not None:
+            x, step_log_det = self.pairs(x, context, inverse=True)
+            log_det += step_log_det
         return x, log_det

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf.nets.conv import Conv2D
+
 
 class ConvCouplingNet(nn.Module):
     """concat(x_half, h) -> conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero conv3x3.
@@ -29,9 +31,11 @@ class ConvCouplingNet(nn.Module):
     def __call__(self, x_half: Array, features: Optional[Array]) -> Array:
         """Args: x_half [B, H, W, C1]; features [B, H, W, F] or None. Returns [B, H, W, out]."""
         inputs = x_half if features is None else jnp.concatenate([x_half, features.astype(x_half.dtype)], -1)
-        h = nn.relu(nn.Conv(self.hidden, (3, 3), dtype=self.dtype)(inputs))
-        h = nn.relu(nn.Conv(self.hidden, (1, 1), dtype=self.dtype)(h))
-        out = nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        # Conv2D rather than nn.Conv: these nets run inside the flow's scan over
+        # steps, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
+        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype)(inputs))
+        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype)(h))
+        out = Conv2D(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
         return out.astype(x_half.dtype)
 
 
