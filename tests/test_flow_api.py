@@ -84,7 +84,7 @@ def test_with_event_shape_applies_a_glow_trained_on_crops_to_whole_images():
     context = images.reshape(2, 4, 2, 3, 2, 1).mean((2, 4))   # half resolution
     whole = jcnf.flows.with_event_shape(model, params, (8, 6, 1))
     assert tuple(params["shape_marker"]["value_shape"].shape) == (0, 4, 4, 1)  # the input tree is not changed
-    assert whole["flow_steps_0"] is params["flow_steps_0"]
+    assert whole["level_steps_0"] is params["level_steps_0"]
     samples = model.apply({"params": whole}, RNG, context, method="sample")
     assert samples.shape == (2, 8, 6, 1)
     z, log_det = model.apply({"params": whole}, images, context, method="forward_and_log_det")

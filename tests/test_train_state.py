@@ -36,7 +36,8 @@ class ScaledUniformDequantizer(nn.Module):
 def test_create_state_runs_actnorm_data_dependent_init():
     batch = _batch()
     state = train.create_state(MODEL, optax.adam(1e-3), jax.random.PRNGKey(0), batch)
-    first = state.params["flow"]["actnorms_0"]
+    # The first pair's first ActNorm is step 0 of the stacked pairs.
+    first = jax.tree.map(lambda leaf: leaf[0], state.params["flow"]["pairs"]["steps"]["second_half"]["actnorm"])
     normalized = (batch["value"] + first["loc"]) * np.exp(first["log_scale"])
     # ActNorm's init makes the example batch zero-mean, unit-variance per channel.
     np.testing.assert_allclose(normalized.mean(0), 0.0, atol=1e-5)

@@ -22,6 +22,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
+from jcnf.flows.legacy import legacy_keys
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -41,6 +42,12 @@ class ConditionalFlow(nn.Module):
     """
 
     def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        if not self.is_initializing():
+            old = legacy_keys(self.variables.get("params", {}))
+            if old:
+                raise ValueError(f"`params` has the unstacked per-step layout of earlier jcnf versions (keys "
+                                 f"{', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); convert it with "
+                                 "`jcnf.flows.stack_legacy_params(model, params)`.")
         return self.shape_marker(event_shape)
 
     # Subclass hooks ---------------------------------------------------------

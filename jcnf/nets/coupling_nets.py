@@ -33,9 +33,11 @@ class ConvCouplingNet(nn.Module):
         inputs = x_half if features is None else jnp.concatenate([x_half, features.astype(x_half.dtype)], -1)
         # Conv2D rather than nn.Conv: these nets run inside the flow's scan over
         # steps, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
-        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype)(inputs))
-        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype)(h))
-        out = Conv2D(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        # Named as nn.Conv's would be, with the same parameters.
+        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype, name="Conv_0")(inputs))
+        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype, name="Conv_1")(h))
+        out = Conv2D(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                     name="Conv_2")(h)
         return out.astype(x_half.dtype)
 
 
