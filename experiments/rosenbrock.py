@@ -1,6 +1,7 @@
 """Preconditioned vs from-scratch variational inference on the 2D Rosenbrock toy problem.
 
-Siahkoohi et al. (2021), section 2 of PAPERS.md: prior x1 ~ N(0, 1),
+Siahkoohi et al. (2021), "Preconditioned training of normalizing flows for
+variational inference in inverse problems" (arXiv:2101.03709), section 2: prior x1 ~ N(0, 1),
 x2 | x1 ~ N(x1^2, 0.5). A ConditionalRealNVP q(x | y) is trained by maximum
 likelihood on low-fidelity pairs (denoising, y = x + eps, sigma 0.4). For the
 high-fidelity observation y_obs = A x_true + eps (x_true = (2, 4), A close to

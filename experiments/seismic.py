@@ -1,6 +1,7 @@
 """Seismic compressed sensing: preconditioned vs from-scratch variational inference with a conditional Glow.
 
-Siahkoohi et al. (2021), section 2 of PAPERS.md, at a CPU-sized scale. The
+Siahkoohi et al. (2021), "Preconditioned training of normalizing flows for
+variational inference in inverse problems" (arXiv:2101.03709), section 2, at a CPU-sized scale. The
 unknown is a whitened seismic-like section (generated: folded, faulted layers
 convolved with a Ricker wavelet); the operator keeps 50% of a random
 convolution (Romberg). A ConditionalGlow q(x | F^T y) is trained by maximum

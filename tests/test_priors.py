@@ -95,7 +95,7 @@ def test_rosenbrock_samples_have_the_right_moments(mu, a, b):
     checks = [  # (estimate, expected value, standard error of the estimate)
         (x1.mean(), mu, np.sqrt(var1 / n)),
         (x1.var(), var1, var1 * np.sqrt(2 / n)),
-        (x2.mean(), mean2, np.sqrt(var2 / n)),  # The brief's check: E[x2] = E[x1^2] = 1 for the paper.
+        (x2.mean(), mean2, np.sqrt(var2 / n)),  # E[x2] = E[x1^2] = 1 for the paper's prior.
         ((x2 - x1 ** 2).mean(), 0.0, np.sqrt(var_cond / n)),
         ((x2 - x1 ** 2).var(), var_cond, var_cond * np.sqrt(2 / n)),
     ]
