@@ -10,8 +10,9 @@
 #     LOGDET_S, TRAIN_S, SCALING_S, MEMORY_S   seconds allowed per piece (defaults 260, 60, 100, 170)
 # Writes into "$OUT" (7 files): logdet_throughput_gpu.json, train_throughput_gpu.json, scaling_gpu.json,
 # scaling_gpu.png, memory_depth_gpu.json, benchmarks.log, nvidia_smi.txt. Each piece runs under its own
-# `timeout`, and every benchmark rewrites its JSON after each measurement, so a piece cut short keeps
-# what it measured. About 10 minutes at most in all with the default limits.
+# `timeout`; logdet_throughput, scaling and memory_depth rewrite their JSON after each measurement, so a
+# piece cut short keeps what it measured (train_throughput writes its JSON at the end). About 10 minutes
+# at most in all with the default limits.
 # Dry run on a CPU: JCNF_BENCH_TINY=1 bash benchmarks/gpu.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -43,7 +44,10 @@ run_piece() {  # name, seconds, command...
 }
 
 run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
-run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput --json "$OUT/train_throughput_gpu.json"
+# train_throughput has no tiny size of its own: its --quick models stand in for a dry run.
+train_size=(); [ "${JCNF_BENCH_TINY:-}" = 1 ] && train_size=(--quick)
+run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput "${train_size[@]}" \
+  --json "$OUT/train_throughput_gpu.json"
 run_piece scaling "${SCALING_S:-100}" "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
 run_piece memory_depth "${MEMORY_S:-170}" "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
   --json "$OUT/memory_depth_gpu.json"
