@@ -41,6 +41,7 @@ def test_re_exported_by_distributions_and_metrics(name):
     # One function under three names, not copies that could drift apart.
     assert getattr(distributions, name) is getattr(units, name)
     assert getattr(metrics, name) is getattr(units, name)
+    assert getattr(metrics.likelihood, name) is getattr(units, name)
 
 
 BAD_INPUTS = [
