@@ -31,8 +31,8 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int
+from jcnf.distributions.units import nats_to_bits_per_dim
 from jcnf.flows.base import standard_normal_log_prob
-from jcnf.metrics import nats_to_bits_per_dim
 from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
 from jcnf.train.mesh import batch_sharding, data_axis_size, make_mesh, shard_batch, state_sharding
 from jcnf.train.state import TrainState, check_batch_keys, place_state, raw_key
