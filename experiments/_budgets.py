@@ -1,8 +1,8 @@
 """The annealed budget sweep of the inverse-problem experiments: speed-up at matched quality, flags, figure.
 
-`experiments._speedup.speedup` compares one preconditioned and one from-scratch run at
-a constant learning rate: it asks when the scratch run's objective history
-first crosses the preconditioned run's final value. At a constant rate both
+`experiments._speedup.speedup` compares one preconditioned and one
+from-scratch run at a constant learning rate: it asks when the scratch run's
+objective history first crosses the preconditioned run's final value. At a constant rate both
 histories end on a plateau set by the optimizer's noise, so that crossing
 time moves with the noise. Here each run instead anneals its learning rate
 to zero over its own budget (`default_optimizer(..., total_steps=budget)`), so
@@ -114,7 +114,9 @@ def budget_sweep(train: Callable[[str, int, int], Any], evaluate: Callable[[Any]
     Args:
       train: train(method, budget, seed) -> the parameters after a run whose
         learning rate anneals to 0 over `budget` iterations, e.g.
-        `fit_reverse_kl(..., steps=budget, optimizer=default_optimizer(lr, total_steps=budget)).params`.
+        `fit_reverse_kl(..., steps=budget, step=steps[budget]).params`, with one
+        `posterior_step(..., optimizer=default_optimizer(lr, total_steps=budget))`
+        built per budget before the sweep (so each compiles once).
       evaluate: params -> the final objective (lower is better), e.g. an exact
         KL or the objective on a large fixed set of latents.
       budgets: method -> iteration budgets; the keys "preconditioned" and
