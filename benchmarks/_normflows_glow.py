@@ -1,6 +1,6 @@
 """normflows 1.7.3's own Glow (unconditional), built as its documentation's multiscale example builds it.
 
-It is the peer the issue quotes reference figures for. It differs from
+It is the PyTorch peer whose published figures the throughput targets refer to. It differs from
 jcnf's ConditionalGlow in ways that favour it on cost: no context encoder and
 no context channels in the couplings; unconditional split priors. Its
 `sample` also returns log-probabilities (its only sampling entry point).

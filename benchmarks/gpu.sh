@@ -1,31 +1,34 @@
 #!/usr/bin/env bash
-# The GPU benchmark run: throughput (ours vs naive distrax vs PyTorch), scaling, memory vs depth.
+# The GPU benchmark sweep: throughput (ours vs naive distrax vs PyTorch), scaling, memory vs depth.
 #
-# Run from the repository root on the device machine, with .whl/ carried (distrax and its
-# dependencies as wheels; see /work/shared/device/README.md):
+# Usage, from the repository root of a checkout on a machine with a GPU and the project installed
+# (`pip install -e ".[benchmarks]"` plus a CUDA build of jax, e.g. `pip install "jax[cuda12]"`):
 #     bash benchmarks/gpu.sh
-# Writes into "$OUT" (7 files): logdet_throughput_gpu.json, train_throughput_gpu.json, scaling_gpu.json, scaling_gpu.png,
-# memory_depth_gpu.json, gpu_run.log, nvidia_smi.txt. Each piece runs under its own `timeout`, and
-# every benchmark rewrites its JSON after each measurement, so a piece cut short keeps what it
-# measured. About 9 minutes at most in all: logdet 260 s, scaling 100 s, memory 170 s.
-# Shorter budgets: LOGDET_S=200 SCALING_S=60 MEMORY_S=120 bash benchmarks/gpu.sh (seconds per piece).
-# Dry run on a CPU: JCNF_BENCH_TINY=1 PYTHON=/path/to/python bash benchmarks/gpu.sh
+# Environment (all optional):
+#     PYTHON   the interpreter that has jcnf installed (default: python3)
+#     OUT      the folder to write into (default: a new temporary folder, printed at the end)
+#     LOGDET_S, TRAIN_S, SCALING_S, MEMORY_S   seconds allowed per piece (defaults 260, 60, 100, 170)
+# Writes into "$OUT" (7 files): logdet_throughput_gpu.json, train_throughput_gpu.json, scaling_gpu.json,
+# scaling_gpu.png, memory_depth_gpu.json, benchmarks.log, nvidia_smi.txt. Each piece runs under its own
+# `timeout`; logdet_throughput, scaling and memory_depth rewrite their JSON after each measurement, so a
+# piece cut short keeps what it measured (train_throughput writes its JSON at the end). About 10 minutes
+# at most in all with the default limits.
+# Dry run on a CPU: JCNF_BENCH_TINY=1 bash benchmarks/gpu.sh
 set -u
+cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
 PYTHON=${PYTHON:-python3}
-LOG="$OUT/gpu_run.log"
+LOG="$OUT/benchmarks.log"
 mkdir -p "$OUT"
 began=$(date +%s)
 say() { echo "[$(( $(date +%s) - began ))s] $*" | tee -a "$LOG"; }
 
-# distrax and tfp are absent on the device machine: install the carried wheels beside the project.
-if ! "$PYTHON" -c "import distrax" 2>/dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target /tmp/site .whl/*.whl || { say "wheel install failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! "$PYTHON" -c "import jcnf" 2>/dev/null; then
+  echo "jcnf is not importable with $PYTHON: install the project first (pip install -e '.[benchmarks]')" >&2
+  exit 1
 fi
+# The benchmarks are modules of this checkout (python -m benchmarks.*).
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # JAX must not take 75% of the GPU up front: the PyTorch peer shares the device, and the memory
 # benchmark reads the allocator's peak.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -41,9 +44,12 @@ run_piece() {  # name, seconds, command...
 }
 
 run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
-run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput --json "$OUT/train_throughput_gpu.json"
+# train_throughput has no tiny size of its own: its --quick models stand in for a dry run.
+train_size=(); [ "${JCNF_BENCH_TINY:-}" = 1 ] && train_size=(--quick)
+run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput "${train_size[@]}" \
+  --json "$OUT/train_throughput_gpu.json"
 run_piece scaling "${SCALING_S:-100}" "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
 run_piece memory_depth "${MEMORY_S:-170}" "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
   --json "$OUT/memory_depth_gpu.json"
-say "done; files: $(ls "$OUT" | tr '\n' ' ')"
+say "done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 grep -v -i -e warning -e "^\[" "$LOG" | tail -60

@@ -61,7 +61,7 @@ SIZES = {
         "calls": 10, "repeats": 3,
     },
     # The GPU sweep (about 5 minutes on an H100 including compilation): the
-    # issue's reference Glow first, then depth, width and resolution.
+    # reference Glow (L=3, K=16, hidden 512, 32x32) first, then depth, width and resolution.
     "full": {
         "bijectors": {"shape": (64, 16, 16, 12), "hidden": 512, "features": 64},
         "glows": [
@@ -241,7 +241,7 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
     from benchmarks._torch_glow import TorchConditionalGlow
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    # TF32 on, as XLA uses by default for float32 convolutions on these GPUs (and as the issue's reference did).
+    # TF32 on, as XLA uses by default for float32 convolutions on these GPUs (and as the reference PyTorch figures did).
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -316,7 +316,7 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
         except Exception as error:
             result["eager_bf16_autocast"] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         progress()
-    # normflows' own Glow, eager only: the issue's reference found torch.compile within 2% of eager for it.
+    # normflows' own Glow, eager only: the reference PyTorch figures found torch.compile within 2% of eager for it.
     result["normflows"] = _normflows_peer(config, value_t, rate)
     progress()
     if compile_modes:

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm import trange
 
 import jcnf
+from jcnf._progress import progress_bar
 
 
 def make_ring_pairs(rng: np.random.Generator, num: int) -> dict[str, np.ndarray]:
@@ -73,11 +73,14 @@ def main(argv: list[str] | None = None) -> dict:
     evaluate = jax.jit(lambda p, v, c: jnp.mean(model.apply({"params": p}, v, c)))
     initial = float(evaluate(params, test["value"], test["context"]))
     start = time.time()
-    for i in (bar := trange(args.steps, desc="demo", mininterval=2.0)):
+    bar = progress_bar(args.steps, desc="demo", log_every=250)
+    for i in range(args.steps):
         index = rng.integers(0, len(train["value"]), args.batch)
         params, opt_state, loss = step(params, opt_state, {k: v[index] for k, v in train.items()})
-        if i % 250 == 0:
+        if (i + 1) % 250 == 0:  # the loss of the step each printed line reports
             bar.set_postfix(nll=f"{float(loss):.3f}")
+        bar.update(1)
+    bar.close()
     final = float(evaluate(params, test["value"], test["context"]))
 
     # Sample check: at context r, samples should sit on the ring of radius r.

@@ -1,6 +1,7 @@
 """Preconditioned vs from-scratch variational inference on the 2D Rosenbrock toy problem.
 
-Siahkoohi et al. (2021), section 2 of PAPERS.md: prior x1 ~ N(0, 1),
+Siahkoohi et al. (2021), "Preconditioned training of normalizing flows for
+variational inference in inverse problems" (arXiv:2101.03709), section 2: prior x1 ~ N(0, 1),
 x2 | x1 ~ N(x1^2, 0.5). A ConditionalRealNVP q(x | y) is trained by maximum
 likelihood on low-fidelity pairs (denoising, y = x + eps, sigma 0.4). For the
 high-fidelity observation y_obs = A x_true + eps (x_true = (2, 4), A close to
@@ -32,10 +33,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments._budgets import add_budget_args, parse_budget_args, plot_budgets  # noqa: E402
+from experiments._budgets import add_budget_args, budget_sweep, parse_budget_args, plot_budgets  # noqa: E402
+from experiments._grid_posterior import GridPosterior, grid_posterior, kl_from_samples_to_grid  # noqa: E402
+from experiments._speedup import speedup  # noqa: E402
 from jcnf import inverse  # noqa: E402
 
 X_TRUE = (2.0, 4.0)
+
+# Seed of `paper_toy_operator`: a fixed draw, so every run of the 2D toy
+# problem sees the same matrix A.
+PAPER_TOY_SEED = 2021
+
+
+@jax.jit
+def _toy_matrix(rng: jax.Array) -> jax.Array:
+    # Drawn flat and reshaped: XLA:CPU compiles threefry for small multi-axis shapes much more slowly.
+    unnormalized = jax.random.normal(rng, (4,), jnp.float32).reshape(2, 2) + 3.0 * jnp.eye(2, dtype=jnp.float32)
+    return unnormalized / jnp.linalg.norm(unnormalized, ord=2)
+
+
+def rosenbrock_operator(rng: jax.Array) -> inverse.LinearOperator:
+    """The toy problem's A = (randn(2, 2) + 3 I) / ||randn(2, 2) + 3 I||_2, a dense operator [2] -> [2].
+
+    Dividing by the spectral norm makes ||A||_2 = 1; adding 3 I keeps A close
+    to a multiple of the identity and well conditioned.
+    """
+    return inverse.dense(_toy_matrix(rng))
+
+
+def paper_toy_operator() -> inverse.LinearOperator:
+    """`rosenbrock_operator` of a fixed key (seed 2021): the same A in every run."""
+    return rosenbrock_operator(jax.random.PRNGKey(PAPER_TOY_SEED))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,19 +102,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def reference_posterior(log_density, resolution: int) -> jcnf.inverse.GridPosterior:
+def reference_posterior(log_density, resolution: int) -> GridPosterior:
     """The exact posterior on a grid: a wide coarse pass finds it, a fine grid of +-7 std holds it."""
-    coarse = inverse.grid_posterior(log_density, ((-6.0, 6.0), (-4.0, 16.0)), 256)
+    coarse = grid_posterior(log_density, ((-6.0, 6.0), (-4.0, 16.0)), 256)
     std = np.sqrt(np.diag(np.asarray(coarse.cov)))
     bounds = [(float(m - 7 * s), float(m + 7 * s)) for m, s in zip(np.asarray(coarse.mean), std)]
-    return inverse.grid_posterior(log_density, bounds, resolution)
+    return grid_posterior(log_density, bounds, resolution)
 
 
-def sample_metrics(samples: np.ndarray, reference: jcnf.inverse.GridPosterior) -> dict:
+def sample_metrics(samples: np.ndarray, reference: GridPosterior) -> dict:
     mean, cov = samples.mean(0), np.cov(samples.T)
     ref_mean, ref_cov = np.asarray(reference.mean), np.asarray(reference.cov)
-    return {"kl_reference_to_samples": float(inverse.kl_from_samples_to_grid(jnp.asarray(samples), reference,
-                                                                               bins=30)),
+    return {"kl_reference_to_samples": float(kl_from_samples_to_grid(jnp.asarray(samples), reference, bins=30)),
             "mean": mean.tolist(), "cov": cov.tolist(),
             "mean_error": float(np.linalg.norm(mean - ref_mean)),
             "cov_relative_error": float(np.linalg.norm(cov - ref_cov) / np.linalg.norm(ref_cov))}
@@ -112,18 +139,28 @@ def main(argv: list[str] | None = None) -> dict:
     low_seconds = time.time() - start
 
     # High fidelity: one observation through the paper's A.
-    operator = inverse.paper_toy_operator()
+    operator = paper_toy_operator()
     x_true = jnp.array([X_TRUE])
     y_obs = operator.apply(x_true)[0] + args.noise_std * jax.random.normal(obs_key, (2,))
     log_posterior = inverse.posterior_log_density(operator, y_obs, args.noise_std, inverse.rosenbrock_log_prob)
     reference = reference_posterior(log_posterior, args.grid)
 
-    def run(name, params, steps: int, **options) -> inverse.ReverseKLResult:
-        options = {"learning_rate": args.lr, "eval_samples": args.eval_samples, "seed": args.seed,
+    def build_step(optimizer: optax.GradientTransformation) -> inverse.PosteriorStep:
+        return inverse.posterior_step(model, operator, args.noise_std, inverse.rosenbrock_log_prob,
+                                      num_samples=args.batch, optimizer=optimizer)
+
+    # Built once, each compiled once: every run below, whatever its start and seed, reuses one of these.
+    constant_rate = build_step(jcnf.train.default_optimizer(args.lr))
+    annealed = {budget: build_step(jcnf.train.default_optimizer(args.lr, total_steps=budget))
+                for budget in sorted(set(args.sweep_preconditioned) | set(args.sweep_scratch))}
+
+    def run(name, params, steps: int, step: inverse.PosteriorStep = constant_rate,
+            **options) -> inverse.ReverseKLResult:
+        options = {"eval_samples": args.eval_samples, "seed": args.seed,
                    "metrics_path": name and os.path.join(args.out, f"{name}_metrics.jsonl"), **options}
         return inverse.fit_reverse_kl(model, params, y_obs, operator, args.noise_std, inverse.rosenbrock_log_prob,
-                                      steps=steps, num_samples=args.batch, num_latents=args.latents,
-                                      eval_every=args.eval_every, **options)
+                                      steps=steps, step=step, num_latents=args.latents, eval_every=args.eval_every,
+                                      **options)
 
     def scratch_init(seed: int):
         """The same network freshly initialized (ActNorm on standard-normal values)."""
@@ -140,19 +177,18 @@ def main(argv: list[str] | None = None) -> dict:
     # The longer run repeats the first scratch_steps exactly (same seed and latents) and goes on.
     scratch_long = (scratch if args.scratch_max_steps <= args.scratch_steps
                     else run("scratch_long", scratch_init(0), args.scratch_max_steps))
-    speed = inverse.speedup(preconditioned.objective_history, scratch_long.objective_history, window=args.smooth)
+    speed = speedup(preconditioned.objective_history, scratch_long.objective_history, window=args.smooth)
     log_z = float(reference.log_normalizer)  # KL(q || posterior) = objective + log Z
     kl_latents = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (2 * args.kl_latents,)).reshape(-1, 2)
-    objective = inverse.objective_fn(model, log_posterior, kl_latents, y_obs[None])
     clock = time.time()
     # A constant-rate run ends on a plateau set by Adam's noise, so the crossing time above moves with that
     # noise. Runs annealed to lr 0 over their own budget end where the budget takes them instead.
     starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
-    sweep = inverse.budget_sweep(
-        lambda method, budget, seed: run(None, starts[method](seed), budget, seed=args.seed + seed, eval_samples=0,
-                                         optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
-                                         progress=False).params,
-        lambda params: float(objective(params)) + log_z,  # KL(q || exact posterior)
+    sweep = budget_sweep(
+        lambda method, budget, seed: run(None, starts[method](seed), budget, annealed[budget], seed=args.seed + seed,
+                                         eval_samples=0, progress=False).params,
+        # KL(q || exact posterior)
+        lambda params: float(constant_rate.objective(params, kl_latents, y_obs[None], y_obs)) + log_z,
         {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
         seeds=args.sweep_seeds) if args.sweep_preconditioned else None
     sweep_seconds = time.time() - clock

@@ -1,6 +1,7 @@
 """Seismic compressed sensing: preconditioned vs from-scratch variational inference with a conditional Glow.
 
-Siahkoohi et al. (2021), section 2 of PAPERS.md, at a CPU-sized scale. The
+Siahkoohi et al. (2021), "Preconditioned training of normalizing flows for
+variational inference in inverse problems" (arXiv:2101.03709), section 2, at a CPU-sized scale. The
 unknown is a whitened seismic-like section (generated: folded, faulted layers
 convolved with a Ricker wavelet); the operator keeps 50% of a random
 convolution (Romberg). A ConditionalGlow q(x | F^T y) is trained by maximum
@@ -30,7 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments._budgets import add_budget_args, parse_budget_args, plot_budgets  # noqa: E402
+from experiments._budgets import add_budget_args, budget_sweep, parse_budget_args, plot_budgets  # noqa: E402
+from experiments._speedup import speedup  # noqa: E402
 from jcnf import inverse, metrics  # noqa: E402
 from jcnf.data import seismic  # noqa: E402
 
@@ -122,13 +124,25 @@ def main(argv: list[str] | None = None) -> dict:
     context = operator.adjoint(y_obs[None])
     log_prior = inverse.flow_log_prior(model, amortized, context)
 
-    def run(name, flow, params, steps: int, lr: float, **options) -> tuple[inverse.ReverseKLResult, float]:
+    def build_step(flow, optimizer) -> inverse.PosteriorStep:
+        return inverse.posterior_step(flow, operator, args.noise_high, log_prior, num_samples=args.vi_samples,
+                                      optimizer=optimizer)
+
+    # Built once, each compiled once: every run below, whatever its start and seed, reuses one of these.
+    corrected_model, corrected_init = inverse.latent_correction(model, amortized)
+    constant_rate = build_step(model, jcnf.train.default_optimizer(args.lr))
+    corrected_step = build_step(corrected_model, jcnf.train.default_optimizer(args.latent_lr))
+    annealed = {budget: build_step(model, jcnf.train.default_optimizer(args.lr, total_steps=budget))
+                for budget in sorted(set(args.sweep_preconditioned) | set(args.sweep_scratch))}
+
+    def run(name, flow, params, steps: int, step: inverse.PosteriorStep,
+            **options) -> tuple[inverse.ReverseKLResult, float]:
         clock = time.time()
         options = {"eval_samples": args.eval_samples, "seed": args.seed,
                    "metrics_path": name and os.path.join(args.out, f"{name}_metrics.jsonl"), **options}
         result = inverse.fit_reverse_kl(flow, params, y_obs, operator, args.noise_high, log_prior, steps=steps,
-                                        context=context, num_samples=args.vi_samples, learning_rate=lr,
-                                        eval_every=args.eval_every, log_every=args.eval_every, **options)
+                                        context=context, step=step, eval_every=args.eval_every,
+                                        log_every=args.eval_every, **options)
         return result, time.time() - clock
 
     def scratch_init(seed: int):
@@ -138,24 +152,22 @@ def main(argv: list[str] | None = None) -> dict:
         return model.init(rng, value, jnp.broadcast_to(context, (args.batch,) + shape))["params"]
 
     preconditioned, preconditioned_seconds = run("preconditioned", model, inverse.precondition(amortized),
-                                                 args.preconditioned_steps, args.lr)
-    scratch, scratch_seconds = run("scratch", model, scratch_init(0), args.scratch_max_steps, args.lr)
-    corrected_model, corrected_init = inverse.latent_correction(model, amortized)
+                                                 args.preconditioned_steps, constant_rate)
+    scratch, scratch_seconds = run("scratch", model, scratch_init(0), args.scratch_max_steps, constant_rate)
     corrected, corrected_seconds = run("latent_correction", corrected_model, corrected_init,
-                                       args.preconditioned_steps, args.latent_lr)
-    speed = inverse.speedup(preconditioned.objective_history, scratch.objective_history, window=args.smooth)
+                                       args.preconditioned_steps, corrected_step)
+    speed = speedup(preconditioned.objective_history, scratch.objective_history, window=args.smooth)
 
     # Runs annealed to lr 0 over their own budget; the final objective on a larger fixed set of latents.
     clock = time.time()
     final_z = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (args.final_eval_samples * int(np.prod(shape)),))
-    objective = inverse.objective_fn(model, inverse.posterior_log_density(operator, y_obs, args.noise_high, log_prior),
-                                     final_z.reshape((args.final_eval_samples,) + shape), context)
+    final_z = final_z.reshape((args.final_eval_samples,) + shape)
     starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
-    sweep = inverse.budget_sweep(
-        lambda method, budget, seed: run(None, model, starts[method](seed), budget, args.lr, eval_samples=0,
-                                         optimizer=jcnf.train.default_optimizer(args.lr, total_steps=budget),
+    sweep = budget_sweep(
+        lambda method, budget, seed: run(None, model, starts[method](seed), budget, annealed[budget], eval_samples=0,
                                          seed=args.seed + seed, progress=False)[0].params,
-        objective, {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
+        lambda params: constant_rate.objective(params, final_z, context, y_obs),
+        {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
         seeds=args.sweep_seeds) if args.sweep_preconditioned else None
     sweep_seconds = time.time() - clock
 

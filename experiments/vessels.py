@@ -151,16 +151,16 @@ def _components(binary_images: np.ndarray) -> float:
 
 def _score(soft, samples, labels, fov) -> dict:
     """Soft-image metrics and per-sample precision / recall, all inside the FOV."""
-    f1, threshold = metrics.max_f1(soft, labels, fov)
-    per_sample = np.array([metrics.precision_recall_f1(sample, labels, fov) for sample in samples])
-    per_image = np.array([[metrics.precision_recall_f1(sample[b], labels[b], fov[b])[:2]
+    f1, threshold = metrics.max_f1(labels, soft, fov)
+    per_sample = np.array([metrics.precision_recall_f1(labels, sample, fov) for sample in samples])
+    per_image = np.array([[metrics.precision_recall_f1(labels[b], sample[b], fov[b])[:2]
                            for b in range(labels.shape[0])] for sample in samples])
     precision, recall = per_sample[:, 0], per_sample[:, 1]
     return {
         "max_f1": f1, "max_f1_threshold": threshold,
-        "auc_pr": metrics.average_precision(soft, labels, fov),
-        "roc_auc": metrics.roc_auc(soft, labels, fov),
-        "ece": metrics.expected_calibration_error(soft, labels, 10, fov),
+        "auc_pr": metrics.average_precision(labels, soft, fov),
+        "roc_auc": metrics.roc_auc(labels, soft, fov),
+        "ece": metrics.expected_calibration_error(labels, soft, num_bins=10, mask=fov),
         "sample_precision_mean": float(precision.mean()), "sample_precision_std": float(precision.std()),
         "sample_recall_mean": float(recall.mean()), "sample_recall_std": float(recall.std()),
         "sample_f1_mean": float(per_sample[:, 2].mean()),
@@ -184,7 +184,7 @@ def _score(soft, samples, labels, fov) -> dict:
 def _figure_pr(soft_by_model, labels, fov, scores, path):
     fig, ax = pyplot().subplots(figsize=(5, 5))
     for (name, soft), colour in zip(soft_by_model.items(), ("C0", "C1")):
-        precision, recall, _ = metrics.precision_recall_curve(soft, labels, fov)
+        precision, recall, _ = metrics.precision_recall_curve(labels, soft, fov)
         ax.plot(recall, precision, colour, label=f"{name} (AP {scores[name]['auc_pr']:.3f})")
         best = np.argmax(2 * precision * recall / np.maximum(precision + recall, 1e-12))
         ax.plot(recall[best], precision[best], "o", color=colour, ms=8,

@@ -1,7 +1,7 @@
 """ConditionalGlow: invertibility, exact log-dets, context use, sampling, errors.
 
 Models are tiny (hidden 8-16, 8x8 images) so each compiles in seconds on two
-CPU cores. Round-trip tolerance 1e-4 (float32, the issue's bar); log-det
+CPU cores. Round-trip tolerance 1e-4 (float32, the target for a Glow round trip); log-det
 tolerance 1e-3 absolute against slogdet of a 32-dimensional dense Jacobian.
 """
 

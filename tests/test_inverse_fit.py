@@ -106,20 +106,6 @@ def test_recovers_linear_gaussian_posterior_preconditioned(problem):
         jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, tree), before)
 
 
-def test_speedup_and_steps_to_reach():
-    preconditioned = np.array([[0, 5.0], [10, 2.0], [20, 1.5]])
-    scratch = np.array([[0, 50.0], [50, 3.0], [100, 1.6], [150, 1.4], [200, 1.2]])
-    assert inverse.steps_to_reach(scratch, 1.5) == 150
-    assert inverse.steps_to_reach(scratch, 1.0) is None
-    speed = inverse.speedup(preconditioned, scratch)
-    assert speed["scratch_steps"] == 150 and speed["speedup"] == pytest.approx(7.5)
-    assert inverse.speedup(preconditioned, scratch[:3])["speedup"] is None
-    # Smoothed over 2 evaluations: target (2.0 + 1.5) / 2 = 1.75, first reached by (1.6 + 1.4) / 2 at 150.
-    np.testing.assert_allclose(inverse.smooth_history(scratch, 2)[:, 1], [50.0, 26.5, 2.3, 1.5, 1.3])
-    smoothed = inverse.speedup(preconditioned, scratch, window=2)
-    assert smoothed["target"] == pytest.approx(1.75) and smoothed["scratch_steps"] == 150
-
-
 def test_bad_input_raises_clear_errors(problem):
     model, operator, _, _, amortized = problem
     def call(params=amortized, y_obs=Y_OBS, noise_std=NOISE_STD, **kwargs):
@@ -144,16 +130,23 @@ def test_bad_input_raises_clear_errors(problem):
         call(num_samples=8, num_latents=4)
     with pytest.raises(ValueError, match="shape_marker"):
         call(params={"dense": np.zeros(2)})
-    with pytest.raises(ValueError, match="objective_history"):
-        inverse.steps_to_reach(np.zeros(3), 1.0)
-    with pytest.raises(ValueError, match="`window` must be >= 1"):
-        inverse.smooth_history(np.zeros((3, 2)), 0)
-    # fit_reverse_kl's default (eval_samples=0) records no objective history.
-    with pytest.raises(ValueError, match="eval_samples"):
-        inverse.speedup(np.zeros((0, 2)), np.zeros((3, 2)))
+    # A step built earlier fixes the problem it was compiled for, its batch and its optimizer.
+    step = inverse.posterior_step(model, operator, NOISE_STD, log_prior, num_samples=8)
+    with pytest.raises(ValueError, match="`num_samples` is fixed by `step`"):
+        call(step=step, num_samples=8)
+    with pytest.raises(ValueError, match="`learning_rate` is fixed by `step`"):
+        call(step=step, learning_rate=1e-2)
+    with pytest.raises(ValueError, match="`noise_std`.*differs"):
+        call(step=step, noise_std=2 * NOISE_STD)
+    with pytest.raises(ValueError, match="another `log_prior`"):
+        inverse.fit_reverse_kl(model, amortized, Y_OBS, operator, NOISE_STD, lambda x: log_prior(x), steps=2,
+                               step=step, progress=False)
+    with pytest.raises(ValueError, match="`forward_op` must be a LinearOperator"):
+        inverse.fit_reverse_kl(model, amortized, Y_OBS, operator.apply, NOISE_STD, log_prior, steps=2, step=step,
+                               progress=False)
 
 
-def test_repeated_fits_compile_once_and_take_the_new_observation():
+def test_fits_with_one_step_compile_once_and_take_the_new_observation():
     model = jcnf.ConditionalRealNVP(layers=1, hidden=8)
     operator = inverse.dense(A)
     traces = []
@@ -166,49 +159,59 @@ def test_repeated_fits_compile_once_and_take_the_new_observation():
         rng = jax.random.PRNGKey(seed)
         return model.init(rng, jax.random.normal(rng, (8, 2)), jnp.broadcast_to(Y_OBS, (8, 2)))["params"]
 
-    def run(y_obs, params, seed, prior=counting_log_prior):
-        return inverse.fit_reverse_kl(model, params, y_obs, operator, NOISE_STD, prior, steps=4, num_samples=8,
-                                      num_latents=16, eval_samples=16, eval_every=2, seed=seed, progress=False)
+    def run(y_obs, params, seed, step, prior=counting_log_prior):
+        return inverse.fit_reverse_kl(model, params, y_obs, operator, NOISE_STD, prior, steps=4, num_latents=16,
+                                      eval_samples=16, eval_every=2, seed=seed, progress=False, step=step)
 
-    first = run(Y_OBS, init(0), seed=0)
+    step = inverse.posterior_step(model, operator, NOISE_STD, counting_log_prior, num_samples=8)
+    first = run(Y_OBS, init(0), seed=0, step=step)
     traced = len(traces)
     assert traced > 0
     other_y = np.array([-2.0, 1.5], np.float32)
-    second = run(other_y, init(1), seed=1)
+    second = run(other_y, init(1), seed=1, step=step)
     # A new observation (and context), starting point and seed of the same shapes: no new trace.
     assert len(traces) == traced
+    assert not np.allclose(first.loss_history, second.loss_history)
 
-    # The cached step used other_y, not a baked-in Y_OBS: a fresh prior object forces a fresh
-    # compilation with the same inputs, which must give the same run. Only XLA's reassociation
+    # The kept step used other_y, not a baked-in Y_OBS: a fresh step (for a fresh prior object)
+    # compiles anew with the same inputs, which must give the same run. Only XLA's reassociation
     # can differ between two compilations of one program: float32 rounding, hence 1e-5.
-    fresh = run(other_y, init(1), seed=1, prior=lambda x: counting_log_prior(x))
+    fresh_prior = lambda x: counting_log_prior(x)  # noqa: E731
+    fresh = run(other_y, init(1), seed=1, prior=fresh_prior,
+                step=inverse.posterior_step(model, operator, NOISE_STD, fresh_prior, num_samples=8))
     assert len(traces) > traced
     np.testing.assert_allclose(fresh.loss_history, second.loss_history, rtol=1e-5)
     np.testing.assert_allclose(fresh.objective_history, second.objective_history, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fresh.params, second.params)
-    # Clearing the cache forgets the compiled step: the same call traces again.
+    # Without `step`, a call builds and compiles its own: the same call traces again.
     traced = len(traces)
-    inverse.clear_compile_cache()
-    run(other_y, init(1), seed=1)
+    inverse.fit_reverse_kl(model, init(1), other_y, operator, NOISE_STD, counting_log_prior, steps=4,
+                           num_samples=8, num_latents=16, eval_samples=16, eval_every=2, seed=1, progress=False)
     assert len(traces) > traced
 
 
-def test_cached_fits_take_each_noise_std_and_the_operator_as_it_is_now():
+def test_one_step_takes_each_operator_as_it_is_now():
     model = jcnf.ConditionalRealNVP(layers=1, hidden=8)
     rng = jax.random.PRNGKey(0)
     params = model.init(rng, jax.random.normal(rng, (8, 2)), jnp.broadcast_to(Y_OBS, (8, 2)))["params"]
-
-    def run(operator, noise_std):
-        return inverse.fit_reverse_kl(model, params, Y_OBS, operator, noise_std, log_prior, steps=3, num_samples=8,
-                                      num_latents=16, progress=False).loss_history
-
     operator = inverse.dense(A)
-    at_04, at_08 = run(operator, NOISE_STD), run(operator, 2 * NOISE_STD)
-    # Another noise level is another program, not the cached one: it matches a fresh operator's run.
+    steps = {noise_std: inverse.posterior_step(model, operator, noise_std, log_prior, num_samples=8)
+             for noise_std in (NOISE_STD, 2 * NOISE_STD)}
+
+    def run(operator, noise_std, step=None):
+        options = dict(num_samples=8) if step is None else dict(step=step)
+        return inverse.fit_reverse_kl(model, params, Y_OBS, operator, noise_std, log_prior, steps=3,
+                                      num_latents=16, progress=False, **options).loss_history
+
+    at_04, at_08 = run(operator, NOISE_STD, steps[NOISE_STD]), run(operator, 2 * NOISE_STD, steps[2 * NOISE_STD])
+    # Another noise level is another step: it matches a fresh operator's run with a step of its own.
     np.testing.assert_allclose(at_08, run(inverse.dense(A), 2 * NOISE_STD), rtol=1e-5)
     assert not np.allclose(at_04, at_08)
-    # The operator's arrays are inputs of the cached step, not constants: changed in place, they count.
+    # The operator's arrays are inputs of the kept step, not constants: changed in place, they count,
+    # and so does another operator of the same kind.
     operator.params["matrix"] = jnp.asarray(A) * 2.0
-    np.testing.assert_allclose(run(operator, NOISE_STD), run(inverse.dense(np.asarray(A) * 2.0), NOISE_STD),
-                               rtol=1e-5)
-    assert not np.allclose(run(operator, NOISE_STD), at_04)
+    np.testing.assert_allclose(run(operator, NOISE_STD, steps[NOISE_STD]),
+                               run(inverse.dense(np.asarray(A) * 2.0), NOISE_STD), rtol=1e-5)
+    np.testing.assert_allclose(run(inverse.dense(np.asarray(A) * 2.0), NOISE_STD, steps[NOISE_STD]),
+                               run(inverse.dense(np.asarray(A) * 2.0), NOISE_STD), rtol=1e-5)
+    assert not np.allclose(run(operator, NOISE_STD, steps[NOISE_STD]), at_04)

@@ -57,10 +57,11 @@ def test_fit_trains_only_the_affine_map(amortized):
         traces.append(x.shape)  # once per trace
         return inverse.rosenbrock_log_prob(x)
 
+    step = inverse.posterior_step(corrected, operator, 0.4, log_prior, num_samples=32, learning_rate=3e-2)
+
     def fit(params, y_obs, steps):
         return inverse.fit_reverse_kl(corrected, params, y_obs, operator, 0.4, log_prior, steps=steps,
-                                      num_samples=32, learning_rate=3e-2, eval_samples=512, eval_every=30,
-                                      progress=False)
+                                      eval_samples=512, eval_every=30, progress=False, step=step)
 
     result = fit(corrected_params, jnp.array([1.0, 1.5]), 60)
     # The frozen flow is bit-for-bit the amortized one; the map moved and the objective fell.

@@ -1,4 +1,4 @@
-"""Tests for jcnf.inverse.operators: adjoints, shapes, the Romberg operator and the likelihood."""
+"""Tests for the operators of jcnf.inverse (linear_operator, romberg, blur) and the likelihood: adjoints, shapes."""
 
 import math
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jcnf.inverse import operators as ops
+from jcnf import inverse as ops
 
 # float32 inner products of a few thousand terms: the two sides of
 # <F x, y> = <x, F^T y> round differently by about sqrt(n) * 2^-24 relative to
@@ -24,7 +24,7 @@ def _normal(seed, shape):
 
 def _operators():
     """One of every kind, on shapes that exercise odd and even sizes and channels."""
-    k2, k3, k4, k5 = jax.random.split(jax.random.PRNGKey(0), 4)
+    k2, k3, k4 = jax.random.split(jax.random.PRNGKey(0), 3)
     return {
         "dense": ops.dense(_normal(0, (3, 5))),
         "identity": ops.identity((4, 3, 2)),
@@ -34,7 +34,7 @@ def _operators():
         "blur_even": ops.blur_downsample((16, 16, 1), factor=4, sigma=1.5),
         "blur_ragged": ops.blur_downsample((11, 7), factor=3, sigma=0.8),
         "blur_no_blur": ops.blur_downsample((8, 6, 3), factor=2, sigma=0.0),
-        "rosenbrock": ops.rosenbrock_operator(k5),
+        "dense_square": ops.dense(_normal(6, (2, 2))),
     }
 
 
@@ -255,28 +255,6 @@ def test_blur_downsample_matches_scipy(name, sigma, factor):
         sigmas = (sigma, sigma) + (0.0,) * (image.ndim - 2)
         reference = ndimage.gaussian_filter(image, sigmas, mode="constant", truncate=4.0)[::factor, ::factor]
         np.testing.assert_allclose(result, reference, atol=1e-5)  # float32 sums of O(1) terms.
-
-
-# --------------------------------------------------------------------------
-# The 2D toy operator.
-# --------------------------------------------------------------------------
-
-
-def test_rosenbrock_operator_has_unit_spectral_norm_and_is_well_conditioned():
-    operator = ops.rosenbrock_operator(jax.random.PRNGKey(16))
-    matrix = np.asarray(operator.params["matrix"], np.float64)
-    assert operator.input_shape == operator.output_shape == (2,)
-    np.testing.assert_allclose(np.linalg.norm(matrix, 2), 1.0, rtol=1e-6)  # float32 division.
-    # 3 I dominates randn(2, 2) for this key: the matrix is well conditioned.
-    assert np.linalg.cond(matrix) < 3.0
-
-
-def test_paper_toy_operator_is_fixed():
-    first, second = ops.paper_toy_operator(), ops.paper_toy_operator()
-    np.testing.assert_array_equal(first.params["matrix"], second.params["matrix"])
-    np.testing.assert_array_equal(first.params["matrix"],
-                                  ops.rosenbrock_operator(jax.random.PRNGKey(2021)).params["matrix"])
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(first.params["matrix"], np.float64), 2), 1.0, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------

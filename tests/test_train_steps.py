@@ -113,11 +113,11 @@ def test_reverse_kl_fits_a_gaussian_target():
     batch = {"value": np.zeros((8, 2), np.float32) + np.arange(8, dtype=np.float32)[:, None],
              "context": np.repeat(context, 8, axis=0)}
     state = train.create_state(MODEL, optax.adam(2e-2), jax.random.PRNGKey(0), batch)
-    step = train.reverse_kl_step(MODEL, log_density, context, num_samples=64)
-    state, metrics = step(state)
+    step = train.reverse_kl_step(MODEL, log_density, num_samples=64)
+    state, metrics = step(state, context)
     first = float(metrics["loss"])
     for _ in range(200):
-        state, metrics = step(state)
+        state, metrics = step(state, context)
     assert first > 1.0 and float(metrics["loss"]) < 0.1, (first, float(metrics["loss"]))
 
     # Fixed latents from the batch: the loss is log q - log p at exactly those latents.
@@ -126,14 +126,14 @@ def test_reverse_kl_fits_a_gaussian_target():
                                          method="inverse_and_log_det")
     log_q = jcnf.flows.standard_normal_log_prob(z, 1) - inverse_log_det
     expected = float(jnp.mean(log_q - log_density(value)))
-    _, metrics = step(state, {"z": z})
+    _, metrics = step(state, context, batch={"z": z})
     np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="num_samples=64"):
-        step(state, {"z": z[:8]})
+        step(state, context, batch={"z": z[:8]})
 
 
-def test_reverse_kl_steps_of_one_factory_share_a_compilation():
-    # Target N(mean, I) with the mean passed as a target array: binding new means must not retrace.
+def test_one_reverse_kl_step_serves_every_context_and_target_with_one_compilation():
+    # Target N(mean, I) with the mean passed as a target array: new contexts and means must not retrace.
     traces = []
 
     def log_density(value, mean):
@@ -144,12 +144,12 @@ def test_reverse_kl_steps_of_one_factory_share_a_compilation():
         return log_density(value, mean)
 
     state = train.create_state(MODEL, optax.adam(1e-2), jax.random.PRNGKey(0), _batch(8))
-    step_for = train.reverse_kl_step_factory(MODEL, counting_log_density, num_samples=16, donate=False)
+    step = train.reverse_kl_step(MODEL, counting_log_density, num_samples=16, donate=False)
     z = jax.random.normal(jax.random.PRNGKey(3), (16, 2))
     losses = []
     for context, mean in [([[0.5, 1.0]], [1.0, -1.0]), ([[-1.0, 0.0]], [3.0, 2.0])]:
         context, mean = np.asarray(context, np.float32), jnp.asarray(mean)
-        _, metrics = step_for(context, (mean,))(state, {"z": z})
+        _, metrics = step(state, context, (mean,), {"z": z})
         value, log_q = train.push_latents(MODEL, state.variables(), z, jnp.repeat(context, 16, axis=0))
         expected = float(jnp.mean(log_q - log_density(value, mean)))
         np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
@@ -191,12 +191,12 @@ def test_eval_and_reverse_kl_steps_reject_bad_arguments():
     context = batch["context"][:1]
     log_density = lambda value: -jnp.sum(jnp.square(value), axis=-1)  # noqa: E731
     with pytest.raises(ValueError, match=r"`num_samples` \(0\) must be a positive multiple"):
-        train.reverse_kl_step(MODEL, log_density, context, num_samples=0)
+        train.reverse_kl_step(MODEL, log_density, num_samples=0)
     with pytest.raises(ValueError, match="`num_samples`"):
-        train.reverse_kl_step(MODEL, log_density, context, num_samples=8.0)
+        train.reverse_kl_step(MODEL, log_density, num_samples=8.0)
     with pytest.raises(ValueError, match=r"`context` must have a leading axis of 1.*num_samples=8; got shape \(3, 2\)"):
-        train.reverse_kl_step(MODEL, log_density, batch["context"][:3], num_samples=8)
+        train.reverse_kl_step(MODEL, log_density, num_samples=8)(state, batch["context"][:3])
     # Raised while tracing the first step: one value per sample, not one per coordinate.
-    step = train.reverse_kl_step(MODEL, lambda value: -jnp.square(value), context, num_samples=8)
+    step = train.reverse_kl_step(MODEL, lambda value: -jnp.square(value), num_samples=8)
     with pytest.raises(ValueError, match=r"`log_density_fn` must return shape \(8,\).*got \(8, 2\)"):
-        step(state)
+        step(state, context)

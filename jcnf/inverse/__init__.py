@@ -3,22 +3,26 @@
     lo = jcnf.train.fit(model, {"value": x, "context": y}, steps=2000, batch_size=64)
     hi = jcnf.inverse.fit_reverse_kl(model, jcnf.inverse.precondition(lo.params["flow"]), y_obs,
                                      forward_op, noise_std, jcnf.inverse.rosenbrock_log_prob, steps=80)
+
+Fitting many observations with one compilation: build
+`step = jcnf.inverse.posterior_step(model, forward_op, noise_std, log_prior)`
+once and pass `step=step` to each `fit_reverse_kl`.
 """
 
-from jcnf.inverse.budgets import budget_sweep, matched_budget_speedup, scratch_budget_to_reach
-from jcnf.inverse.fit import (ReverseKLResult, clear_compile_cache, event_shape_of, fit_reverse_kl, objective_fn,
-                              smooth_history, speedup, steps_to_reach)
+from jcnf.inverse.blur import blur_downsample
+from jcnf.inverse.fit import ReverseKLResult, fit_reverse_kl
+from jcnf.inverse.gaussian_posterior import linear_gaussian_posterior
 from jcnf.inverse.latent import LatentCorrectedFlow, latent_correction, trainable_mask
+from jcnf.inverse.likelihood import gaussian_log_likelihood
+from jcnf.inverse.linear_operator import LinearOperator, dense, identity
 from jcnf.inverse.objective import flow_log_prior, posterior_log_density
-from jcnf.inverse.operators import (LinearOperator, blur_downsample, dense, gaussian_log_likelihood, identity,
-                                    paper_toy_operator, random_convolution_subsample, rosenbrock_operator)
+from jcnf.inverse.posterior_step import PosteriorStep, posterior_step
 from jcnf.inverse.precondition import precondition
-from jcnf.inverse.priors import (GridPosterior, gaussian_log_prob, grid_posterior, kl_from_samples_to_grid,
-                                 linear_gaussian_posterior, rosenbrock_log_prob, rosenbrock_sample)
+from jcnf.inverse.priors import gaussian_log_prob, rosenbrock_log_prob, rosenbrock_sample
+from jcnf.inverse.romberg import random_convolution_subsample
 
-__all__ = ["GridPosterior", "LatentCorrectedFlow", "LinearOperator", "ReverseKLResult", "blur_downsample", "budget_sweep", "clear_compile_cache", "dense",
-           "event_shape_of", "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood", "gaussian_log_prob",
-           "grid_posterior", "identity", "kl_from_samples_to_grid", "latent_correction",
-           "linear_gaussian_posterior", "matched_budget_speedup", "objective_fn", "paper_toy_operator", "posterior_log_density",
-           "precondition", "random_convolution_subsample", "rosenbrock_log_prob", "rosenbrock_operator",
-           "rosenbrock_sample", "scratch_budget_to_reach", "smooth_history", "speedup", "steps_to_reach", "trainable_mask"]
+__all__ = ["LatentCorrectedFlow", "LinearOperator", "PosteriorStep", "ReverseKLResult", "blur_downsample", "dense",
+           "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood", "gaussian_log_prob", "identity",
+           "latent_correction", "linear_gaussian_posterior", "posterior_log_density", "posterior_step",
+           "precondition", "random_convolution_subsample", "rosenbrock_log_prob", "rosenbrock_sample",
+           "trainable_mask"]

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf._checks import describe
-from jcnf.inverse.operators import LinearOperator, gaussian_log_likelihood
+from jcnf.inverse.likelihood import gaussian_log_likelihood
+from jcnf.inverse.linear_operator import LinearOperator
 
 LogDensity = Callable[[Array], Array]
 
@@ -83,15 +84,20 @@ def observation_log_density(forward_op: Union[LinearOperator, Callable[[Array], 
 def check_posterior_inputs(forward_op: Union[LinearOperator, Callable[[Array], Array]], y_obs: Array,
                            noise_std: float, log_prior: LogDensity) -> Array:
     """Checks the arguments of `posterior_log_density` and returns y_obs as an array."""
-    if not noise_std > 0:
-        raise ValueError(f"`noise_std` must be > 0; got {noise_std}.")
-    if not callable(log_prior):
-        raise ValueError(f"`log_prior` must be a function x [B, ...] -> [B]; got {type(log_prior).__name__}.")
+    check_noise_and_prior(noise_std, log_prior)
     y_obs = jnp.asarray(y_obs)
     if isinstance(forward_op, LinearOperator) and tuple(y_obs.shape) != forward_op.output_shape:
         raise ValueError(f"`y_obs` must have the operator's output shape {list(forward_op.output_shape)} "
                          f"(one observation, no batch axis); got {describe(y_obs)}.")
     return y_obs
+
+
+def check_noise_and_prior(noise_std: float, log_prior: LogDensity) -> None:
+    """Raises ValueError unless noise_std > 0 and log_prior is callable."""
+    if not noise_std > 0:
+        raise ValueError(f"`noise_std` must be > 0; got {noise_std}.")
+    if not callable(log_prior):
+        raise ValueError(f"`log_prior` must be a function x [B, ...] -> [B]; got {type(log_prior).__name__}.")
 
 
 def flow_log_prior(model: nn.Module, params: Any, context: Array) -> LogDensity:

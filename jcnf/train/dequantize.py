@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf._checks import check_int
-from jcnf.metrics import dequantization_offset
+from jcnf.distributions.units import dequantization_offset
 
 DequantizeFn = Callable[[Array, Array, Mapping[str, Array]], tuple[Array, Array]]
 Dequantizer = Union[DequantizeFn, nn.Module]

@@ -26,9 +26,9 @@ import numpy as np
 import optax
 from jax import Array
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from jcnf._checks import check_int
+from jcnf._progress import progress_bar
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.data import ArrayBatches
 from jcnf.train.dequantize import Dequantizer
@@ -197,7 +197,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         history.append(values)
         log.write(values)
 
-    bar = tqdm(total=steps, initial=start, disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
+    bar = progress_bar(steps, initial=start, log_every=log_every, disable=not progress or jax.process_index() != 0)
     window: list[dict[str, Array]] = []
     clock = time.perf_counter()
     try:

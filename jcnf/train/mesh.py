@@ -1,6 +1,6 @@
 """Device mesh, shardings and multi-host setup for data-parallel training.
 
-Data parallelism is a sharding annotation (DESIGN principle 4): a
+Data parallelism is a sharding annotation (docs/architecture.md): a
 `jax.sharding.Mesh` over all devices with one axis named "data"; every batch
 is split along its leading axis over that axis (`NamedSharding(mesh,
 P("data"))`) and the train state is replicated (`NamedSharding(mesh, P())`).

@@ -31,8 +31,8 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int
+from jcnf.distributions.units import nats_to_bits_per_dim
 from jcnf.flows.base import standard_normal_log_prob
-from jcnf.metrics import nats_to_bits_per_dim
 from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
 from jcnf.train.mesh import batch_sharding, data_axis_size, make_mesh, shard_batch, state_sharding
 from jcnf.train.state import TrainState, check_batch_keys, place_state, raw_key
@@ -207,61 +207,38 @@ def push_latents(model: nn.Module, variables: dict, z: Array, context: Array) ->
     return value, standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
 
 
-def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], context: Array,
-                    num_samples: int, mesh: Optional[Mesh] = None, donate: bool = True, *,
-                    target: tuple[Array, ...] = ()) -> Callable[..., tuple[TrainState, Metrics]]:
-    """A jitted reverse-KL step `state, metrics = step(state, batch=None)` for variational inference.
+def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_samples: int,
+                    mesh: Optional[Mesh] = None, donate: bool = True) -> Callable[..., tuple[TrainState, Metrics]]:
+    """A jitted reverse-KL step `state, metrics = step(state, context, target=(), batch=None)`.
 
     Minimizes `E_z[log q(T(z) | y) - log_density_fn(T(z), *target)]`, which
     is KL(q || p) up to p's unknown normalizer, reparameterized through the
     flow's inverse T = latent -> value with the context `y` fixed.
 
-    Each call builds and compiles a new step; to reuse one compilation for
-    many observations, build `reverse_kl_step_factory` once and bind it to
-    each observation's context and target.
+    The step is jitted once here; the context and the target are inputs of
+    every call, not constants compiled into it, so one step serves every
+    observation of a shape (and every optimizer, compiled once each): build
+    it once and keep it.
 
     Args:
       model: the flow q(value | context).
-      log_density_fn: unnormalized target log-density, values [N, *event]
-        (and the `target` arrays) -> [N], e.g. the log posterior
-        log p(y_obs | x) + log p(x). Must be jittable.
-      context: the fixed context, one row [1, ...] broadcast over the
-        samples, or already [num_samples, ...].
+      log_density_fn: unnormalized target log-density
+        `log_density_fn(values, *target)`, values [N, *event] -> [N], e.g.
+        the log posterior log p(y_obs | x) + log p(x). Must be jittable.
       num_samples: N, samples per step; divisible by the mesh's device count.
       mesh: device mesh (default: all devices); the samples are split over it.
       donate: reuse the input state's buffers for the output.
-      target: pytrees (arrays, a `LinearOperator`, None) passed to
-        `log_density_fn` after the values, as inputs of the compiled step
-        rather than constants baked into it (e.g. `(y_obs,)`); default none,
-        `log_density_fn(values)`.
 
     Returns:
-      `step(state, batch=None)`: draws N latents from `state.rng` through
+      `step(state, context, target=(), batch=None)`. `context` is the fixed
+      context, one row [1, ...] broadcast over the samples, or already
+      [num_samples, ...]; `target` a tuple of pytrees (arrays, a
+      `LinearOperator`, None) passed to `log_density_fn` after the values,
+      e.g. `(y_obs,)`. The step draws N latents from `state.rng` through
       `sample_and_log_prob`, or, when `batch` has key "z" (latents
       [N, *event_shape], e.g. a fixed set reshuffled each epoch), pushes
       those through `inverse_and_log_det`. Metrics: "loss", "log_q",
       "log_density" (sample means), "grad_norm", "skipped".
-    """
-    return reverse_kl_step_factory(model, log_density_fn, num_samples, mesh, donate)(context, target)
-
-
-def reverse_kl_step_factory(model: nn.Module, log_density_fn: Callable[..., Array], num_samples: int,
-                            mesh: Optional[Mesh] = None,
-                            donate: bool = True) -> Callable[..., Callable[..., tuple[TrainState, Metrics]]]:
-    """Jitted reverse-KL steps for any context and target: `step = step_for(context, target=())`.
-
-    The context and the target arrays are arguments of the jitted functions,
-    so every step this factory makes shares one compilation per shape: build
-    the factory once per model and target density, then bind it to each
-    observation (`jcnf.inverse.fit_reverse_kl` does).
-
-    Args:
-      model, num_samples, mesh, donate: as in `reverse_kl_step`.
-      log_density_fn: `log_density_fn(values, *target)`, values [N, *event] -> [N]; jittable.
-
-    Returns:
-      `step_for(context, target=())`, giving `reverse_kl_step(model, log_density_fn, context,
-      num_samples, mesh, donate, target=target)` without compiling anew.
     """
     mesh = make_mesh() if mesh is None else mesh
     if num_samples < 1 or num_samples % data_axis_size(mesh):
@@ -293,27 +270,24 @@ def reverse_kl_step_factory(model: nn.Module, log_density_fn: Callable[..., Arra
     from_z = jax.jit(update, in_shardings=(replicated, {**fixed, "z": split}),
                      out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else ())
 
-    def step_for(context: Array, target: tuple[Array, ...] = ()) -> Callable[..., tuple[TrainState, Metrics]]:
+    def step(state: TrainState, context: Array, target: tuple[Any, ...] = (),
+             batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
         context = jnp.asarray(context)
         if context.ndim < 1 or context.shape[0] not in (1, num_samples):
             raise ValueError(f"`context` must have a leading axis of 1 (one observation) or num_samples="
                              f"{num_samples}; got shape {tuple(context.shape)}.")
         # The target may hold any pytree (arrays, a LinearOperator, None); its leaves become inputs.
-        bound = jax.device_put({"context": context, "target": jax.tree.map(jnp.asarray, tuple(target))}, replicated)
+        inputs = jax.device_put({"context": context, "target": jax.tree.map(jnp.asarray, tuple(target))},
+                                replicated)
+        state = place_state(state, mesh)
+        if batch is None or "z" not in batch:
+            return from_rng(state, inputs)
+        z = batch["z"]
+        if z.shape[0] != num_samples:
+            raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; got shape {tuple(z.shape)}.")
+        return from_z(state, {**inputs, "z": shard_batch({"z": z}, mesh)["z"]})
 
-        def step(state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
-            state = place_state(state, mesh)
-            if batch is None or "z" not in batch:
-                return from_rng(state, bound)
-            z = batch["z"]
-            if z.shape[0] != num_samples:
-                raise ValueError(f"`batch['z']` must have num_samples={num_samples} rows; "
-                                 f"got shape {tuple(z.shape)}.")
-            return from_z(state, {**bound, "z": shard_batch({"z": z}, mesh)["z"]})
-
-        return step
-
-    return step_for
+    return step
 
 
 def sample_step(model: nn.Module, mesh: Optional[Mesh] = None, use_ema: bool = False) -> Callable[..., Array]:
