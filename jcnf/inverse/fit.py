@@ -52,6 +52,20 @@ from jcnf.train.loop import fit
 from jcnf.train.state import TrainState, raw_key, state_from_params
 
 
+class _ObservationStep(NamedTuple):
+    """The reverse-KL step bound to one observation, with `fit`'s step interface (one or several steps)."""
+
+    train: Callable[..., Any]
+    context: Array
+    target: tuple
+
+    def __call__(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        return self.train(state, self.context, self.target, batch)
+
+    def run(self, state: TrainState, batches: list[dict]) -> tuple[TrainState, dict]:
+        return self.train.run(state, self.context, self.target, batches=batches)
+
+
 class ReverseKLResult(NamedTuple):
     """What `fit_reverse_kl` returns.
 
@@ -88,7 +102,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
                    mesh: Optional[Mesh] = None, step: Optional[PosteriorStep] = None,
                    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
                    checkpoint_every: int = 1000, metrics_path: Optional[Union[str, os.PathLike]] = None,
-                   log_every: int = 10, progress: bool = True) -> ReverseKLResult:
+                   log_every: int = 10, progress: bool = True, steps_per_dispatch: int = 1) -> ReverseKLResult:
     """Trains q_phi(x) = model(x | context) toward p(x | y_obs) by reverse KL.
 
     Minimizes E_z[ ||F(T(z)) - y_obs||^2 / (2 noise_std^2) - log_prior(T(z))
@@ -132,6 +146,9 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
       metrics_path: JSON-lines metrics file.
       log_every: steps between fetches of the training loss.
       progress: show a progress bar.
+      steps_per_dispatch: optimizer steps per call into the device (one
+        jitted `lax.scan`); small problems, where dispatch dominates, train
+        several times faster with 10 or more. Same parameters as single steps.
 
     Returns:
       A `ReverseKLResult` (params, loss_history, objective_history, state, history).
@@ -171,8 +188,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     start_params = {"flow": precondition(params)}
     state = state_from_params(start_params, step.optimizer, raw_key(train_rng))
 
-    def step_fn(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        return step.train(state, context, target, batch)
+    step_fn = _ObservationStep(step.train, context, target)
 
     if num_latents is None:
         batches = itertools.repeat({})
@@ -196,7 +212,8 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
 
     result = fit(model, batches, steps, state=state, step_fn=step_fn, mesh=step.mesh, eval_fn=eval_fn,
                  eval_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                 metrics_path=metrics_path, log_every=log_every, progress=progress)
+                 metrics_path=metrics_path, log_every=log_every, progress=progress,
+                 steps_per_dispatch=steps_per_dispatch)
     loss_rows = [(record["step"], record["loss"]) for record in result.history if "loss" in record]
     objective_rows += [(record["step"], record["eval_objective"]) for record in result.history
                        if "eval_objective" in record]

@@ -92,6 +92,18 @@ def _window_mean(window: list[dict[str, np.ndarray]]) -> dict[str, float]:
     return means
 
 
+def _per_step(window: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Splits the stacked metrics of multi-step dispatches ([n] per key) into one dict per step."""
+    steps = []
+    for metrics in window:
+        first = next(iter(metrics.values()), None)
+        if first is not None and np.ndim(first) == 1:
+            steps += [{key: value[i] for key, value in metrics.items()} for i in range(len(first))]
+        else:
+            steps.append(metrics)
+    return steps
+
+
 def _fast_forward(batches: Iterator, count: int) -> None:
     for _ in range(count):
         next(batches)
@@ -106,7 +118,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         sample_fn: Optional[Callable[[TrainState, int], None]] = None, sample_every: int = 1000,
         checkpoint_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 1000, keep: int = 3,
         metrics_path: Optional[str | os.PathLike] = None, log_every: int = 100,
-        max_consecutive_skips: int = 20, progress: bool = True) -> FitResult:
+        max_consecutive_skips: int = 20, progress: bool = True, steps_per_dispatch: int = 1) -> FitResult:
     """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     The simplest call trains a flow by maximum likelihood on arrays:
@@ -142,6 +154,11 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       max_consecutive_skips: raise `TooManySkippedSteps` when, at a log
         point, the current run of skipped (non-finite) steps is this long.
       progress: show a tqdm progress bar (process 0 only).
+      steps_per_dispatch: run this many optimizer steps per call into the
+        device (one jitted `lax.scan`, `step_fn.run(state, batches)`), which
+        removes the per-step dispatch cost that dominates small models. The
+        parameters are those of single steps; every step's metrics are kept.
+        Log, eval, sample and checkpoint points stay at their exact steps.
 
     Returns:
       `FitResult(state, history)`; `history` holds the logged records
@@ -150,7 +167,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     check_int("steps", steps, 0)
     for name, period in [("log_every", log_every), ("checkpoint_every", checkpoint_every),
                          ("eval_every", eval_every), ("sample_every", sample_every),
-                         ("max_consecutive_skips", max_consecutive_skips)]:
+                         ("max_consecutive_skips", max_consecutive_skips), ("steps_per_dispatch", steps_per_dispatch)]:
         check_int(name, period)
     mesh = make_mesh() if mesh is None else mesh
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(x, "shape") for x in data):
@@ -176,6 +193,10 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         state = create_state(model, optimizer or default_optimizer(1e-3), rng, first, ema_decay=ema_decay,
                              dequantizer=dequantizer, mesh=mesh)
     step_fn = mle_step(model, mesh, dequantizer) if step_fn is None else step_fn
+    if steps_per_dispatch > 1 and not callable(getattr(step_fn, "run", None)):
+        raise ValueError(f"`steps_per_dispatch`={steps_per_dispatch} needs a `step_fn` with a "
+                         "`run(state, batches)` method (a `jcnf.train.TrainStep`, as `mle_step` and "
+                         f"`make_train_step` return); got {type(step_fn).__name__}.")
 
     checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep)
     consumed = 0  # batches drawn from `batches`, for iterators without get_state
@@ -200,19 +221,46 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     bar = progress_bar(steps, initial=start, log_every=log_every, disable=not progress or jax.process_index() != 0)
     window: list[dict[str, Array]] = []
     clock = time.perf_counter()
+    periods = [log_every] + [period for period, hook in ((eval_every, eval_fn), (sample_every, sample_fn),
+                                                         (checkpoint_every, checkpointer)) if hook is not None]
+
+    def next_batch(step: int) -> Mapping[str, Any]:
+        nonlocal consumed
+        try:
+            batch = next(batches)
+        except StopIteration:
+            raise ValueError(f"`data` ran out of batches at step {step} of {steps}.") from None
+        consumed += 1
+        return batch
+
+    def chunk_size(done: int) -> int:
+        # Several steps per dispatch only when no log, eval, sample or checkpoint
+        # point falls strictly inside the chunk, so every periodic action still
+        # happens at its exact step; otherwise single steps until aligned.
+        size = min(steps_per_dispatch, steps - done)
+        if size < steps_per_dispatch or any((done + size) // p - done // p > (1 if (done + size) % p == 0 else 0)
+                                            for p in periods):
+            return 1
+        return size
+
+    step = start
     try:
-        for step in range(start + 1, steps + 1):
-            try:
-                batch = next(batches)
-            except StopIteration:
-                raise ValueError(f"`data` ran out of batches at step {step} of {steps}.") from None
-            consumed += 1
-            state, metrics = step_fn(state, batch)
-            window.append(metrics)
+        while step < steps:
+            size = chunk_size(step)
+            if size == 1:
+                state, metrics = step_fn(state, next_batch(step + 1))
+                window.append(metrics)
+            else:
+                chunk = [next_batch(step + i + 1) for i in range(size)]
+                state, stacked = step_fn.run(state, chunk)
+                # Every step's metrics are kept; they are split on the host at the next log point.
+                window.append(stacked)
+            step += size
             last = step == steps
             if step % log_every == 0 or last:
                 # One transfer (and the loop's one wait) per log point.
                 window, skipped_total, skip_run = jax.device_get((window, state.skipped, state.skip_run))
+                window = _per_step(window)
                 values = {"step": step, **_window_mean(window)}
                 now = time.perf_counter()
                 values["steps_per_s"] = len(window) / (now - clock)
@@ -233,7 +281,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
                 sample_fn(state, step)
             if checkpointer is not None and (step % checkpoint_every == 0 or last):
                 checkpointer.save(step, state, data_position())
-            bar.update(1)
+            bar.update(size)
     finally:
         bar.close()
         if checkpointer is not None:
