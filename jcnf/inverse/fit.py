@@ -42,18 +42,19 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int, describe
+from jcnf.data.arrays import ArrayBatches
 from jcnf.flows.base import trained_event_shape
+from jcnf.flows.push import push_latents
 from jcnf.inverse.latent import FROZEN, trainable_mask
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs, observation_log_density
 from jcnf.inverse.operators import LinearOperator
 from jcnf.inverse.precondition import precondition
+from jcnf.sharding import make_mesh, raw_key
 from jcnf.train.checkpoint import Checkpointer
-from jcnf.train.data import ArrayBatches
 from jcnf.train.loop import fit
-from jcnf.train.mesh import make_mesh
 from jcnf.train.optimizer import default_optimizer
-from jcnf.train.state import TrainState, raw_key, state_from_params
-from jcnf.train.steps import push_latents, reverse_kl_step_factory
+from jcnf.train.state import TrainState, state_from_params
+from jcnf.train.steps import reverse_kl_step_factory
 
 
 class ReverseKLResult(NamedTuple):

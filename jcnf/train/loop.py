@@ -29,10 +29,10 @@ from jax.sharding import Mesh
 
 from jcnf._checks import check_int
 from jcnf._progress import progress_bar
+from jcnf.data.arrays import ArrayBatches
+from jcnf.dequantize.base import Dequantizer
+from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
-from jcnf.train.data import ArrayBatches
-from jcnf.train.dequantize import Dequantizer
-from jcnf.train.mesh import make_mesh
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.steps import mle_step
