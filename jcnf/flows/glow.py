@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
