@@ -1,6 +1,5 @@
 """The embedded photographs: present without downloads, RGB, split by photograph."""
 
-import os
 
 import numpy as np
 import pytest

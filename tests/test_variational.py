@@ -11,10 +11,9 @@ import pytest
 from scipy.special import ndtr
 
 from conftest import brute_force_log_det, perturb
-from jcnf.dequantize import VariationalDequantizer
-from jcnf.flows.base import standard_normal_log_prob
+from jcnf.dequantize import VariationalDequantizer, apply_dequantizer
+from jcnf.distributions import standard_normal_log_prob
 from jcnf.train import create_state, mle_step
-from jcnf.train.dequantize import apply_dequantizer
 
 NUM_BINS = 4
 

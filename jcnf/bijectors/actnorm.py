@@ -6,13 +6,7 @@ import distrax
 import jax.numpy as jnp
 from jax import Array
 
-
-def _num_positions(x: Array, event_ndims: int) -> int:
-    """Number of positions sharing one channel parameter inside an event."""
-    count = 1
-    for size in x.shape[x.ndim - event_ndims:-1]:
-        count *= size
-    return count
+from jcnf.bijectors._shape import num_positions
 
 
 class ActNorm(distrax.Bijector):
@@ -36,7 +30,7 @@ class ActNorm(distrax.Bijector):
         self.log_scale = log_scale
 
     def _log_det(self, x: Array) -> Array:
-        log_det = _num_positions(x, self.event_ndims_in) * jnp.sum(self.log_scale)
+        log_det = num_positions(x, self.event_ndims_in) * jnp.sum(self.log_scale)
         return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:

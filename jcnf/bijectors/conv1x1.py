@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from jcnf.bijectors.actnorm import _num_positions
+from jcnf.bijectors._shape import num_positions
 
 
 class InvConv1x1(distrax.Bijector):
@@ -46,7 +46,7 @@ class InvConv1x1(distrax.Bijector):
         return w if self.permutation is None else w[self.permutation]
 
     def _log_det(self, x: Array) -> Array:
-        log_det = _num_positions(x, self.event_ndims_in) * jnp.sum(self.log_diag)
+        log_det = num_positions(x, self.event_ndims_in) * jnp.sum(self.log_diag)
         return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:

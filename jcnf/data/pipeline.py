@@ -10,9 +10,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int
+from jcnf.data.arrays import ArrayBatches
 from jcnf.data.images import check_images, make_pairs
-from jcnf.train.data import ArrayBatches
-from jcnf.train.mesh import batch_sharding, make_mesh
+from jcnf.sharding import batch_sharding, make_mesh
 
 
 class SuperResolutionBatches:

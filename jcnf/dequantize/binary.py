@@ -33,8 +33,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf import _checks
+from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.distributions.units import bits_per_dim
-from jcnf.flows.base import standard_normal_log_prob
 from jcnf.nets.context import resize_context
 
 # softplus(n) underflows to 0 for n below about -104 (and 0.5 + x rounds to

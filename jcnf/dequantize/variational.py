@@ -30,7 +30,7 @@ import numpy as np
 from jax import Array
 
 from jcnf import _checks
-from jcnf.flows.base import standard_normal_log_prob
+from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.flows.glow import ConditionalGlow
 from jcnf.nets.context import resize_context
 

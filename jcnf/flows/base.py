@@ -9,7 +9,6 @@ and sampling at temperature T inverts z = T * eps.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional, Sequence
 
 import distrax
@@ -20,17 +19,10 @@ import numpy as np
 from jax import Array
 
 from jcnf import _checks
+from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
 from jcnf.flows.legacy import legacy_keys
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def standard_normal_log_prob(z: Array, event_ndims: int) -> Array:
-    """log N(z; 0, I) summed over the last `event_ndims` axes."""
-    axes = tuple(range(z.ndim - event_ndims, z.ndim))
-    return jnp.sum(-0.5 * jnp.square(z) - _HALF_LOG_2PI, axis=axes)
 
 
 class ConditionalFlow(nn.Module):

@@ -40,16 +40,17 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int, describe
+from jcnf.data.arrays import ArrayBatches
 from jcnf.flows.base import trained_event_shape
 from jcnf.inverse.latent import FROZEN
 from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs
 from jcnf.inverse.posterior_step import PosteriorStep, posterior_step
 from jcnf.inverse.precondition import precondition
+from jcnf.sharding import raw_key
 from jcnf.train.checkpoint import Checkpointer
-from jcnf.train.data import ArrayBatches
 from jcnf.train.loop import fit
-from jcnf.train.state import TrainState, raw_key, state_from_params
+from jcnf.train.state import TrainState, state_from_params
 
 
 class _ObservationStep(NamedTuple):

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.flows.base import standard_normal_log_prob, trained_event_shape
+from jcnf.distributions.normal import standard_normal_log_prob
+from jcnf.flows.base import trained_event_shape
 
 FROZEN = "frozen"
 

@@ -31,9 +31,10 @@ from jax.sharding import Mesh
 from jcnf.inverse.latent import LatentCorrectedFlow, trainable_mask
 from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_noise_and_prior, observation_log_density
-from jcnf.train.mesh import make_mesh
+from jcnf.sharding import make_mesh
 from jcnf.train.optimizer import default_optimizer
-from jcnf.train.steps import push_latents, reverse_kl_step
+from jcnf.flows.push import push_latents
+from jcnf.train.steps import reverse_kl_step
 
 ForwardOp = Union[LinearOperator, Callable[[Array], Array]]
 

@@ -8,16 +8,17 @@
                             checkpoint_dir="runs/ckpt", metrics_path="runs/metrics.jsonl")
 """
 
+# Re-exported from the layers below, so that `jcnf.train` stays the one import a training script needs.
+from jcnf.data.arrays import ArrayBatches
+from jcnf.dequantize.base import Dequantizer
+from jcnf.dequantize.uniform import no_dequantization, uniform_dequantization
+from jcnf.flows.push import push_latents
+from jcnf.sharding import DATA_AXIS, batch_sharding, initialize_distributed, make_mesh, shard_batch, state_sharding
 from jcnf.train.checkpoint import Checkpointer
-from jcnf.train.data import ArrayBatches
-from jcnf.train.dequantize import Dequantizer, no_dequantization, uniform_dequantization
 from jcnf.train.loop import FitResult, MetricsLog, TooManySkippedSteps, fit
-from jcnf.train.mesh import (DATA_AXIS, batch_sharding, initialize_distributed, make_mesh, shard_batch,
-                             state_sharding)
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, count_params, create_state
-from jcnf.train.steps import (apply_loss, make_train_step, mle_eval_step, mle_step, push_latents,
-                              reverse_kl_step, sample_step)
+from jcnf.train.steps import apply_loss, make_train_step, mle_eval_step, mle_step, reverse_kl_step, sample_step
 
 __all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog",
            "TooManySkippedSteps", "TrainState", "apply_loss", "batch_sharding", "count_params", "create_state",

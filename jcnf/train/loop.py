@@ -29,10 +29,10 @@ from jax.sharding import Mesh
 
 from jcnf._checks import check_int
 from jcnf._progress import progress_bar
+from jcnf.data.arrays import ArrayBatches
+from jcnf.dequantize.base import Dequantizer
+from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
-from jcnf.train.data import ArrayBatches
-from jcnf.train.dequantize import Dequantizer
-from jcnf.train.mesh import make_mesh
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.steps import mle_step
@@ -132,7 +132,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         "context": [N, ...]} or a tuple (value, context), shuffled into batches
         of `batch_size` by `ArrayBatches`; or an iterator of batch dicts. An
         iterator with `get_state`/`set_state` resumes exactly; any other is
-        fast-forwarded on resume (see `jcnf.train.data`).
+        fast-forwarded on resume (see `jcnf.data.arrays`).
       steps: the total number of steps to reach (a resumed run continues to it).
       state: a state to continue from; default `create_state` on the first
         batch with `optimizer` (default `default_optimizer(1e-3)`), `rng`

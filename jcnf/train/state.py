@@ -23,8 +23,8 @@ from flax import struct
 from jax import Array
 from jax.sharding import Mesh
 
-from jcnf.train.dequantize import Dequantizer, apply_dequantizer, init_dequantizer
-from jcnf.train.mesh import batch_sharding, make_mesh, shard_batch, state_sharding
+from jcnf.dequantize.base import Dequantizer, apply_dequantizer, init_dequantizer
+from jcnf.sharding import batch_sharding, make_mesh, raw_key, shard_batch, state_sharding
 
 
 @struct.dataclass
@@ -74,16 +74,6 @@ def count_params(tree: Any) -> int:
     can be read from `jax.eval_shape(model.init, ...)` without allocating it.
     """
     return int(sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(tree)))
-
-
-def raw_key(rng: Array) -> Array:
-    """Key data (uint32 [2]) of a new-style typed key; raw keys pass through.
-
-    Raw key data checkpoints as a plain integer array on every orbax version.
-    """
-    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(rng)
-    return jnp.asarray(rng)
 
 
 def check_batch_keys(batch: Mapping[str, Any], keys: tuple[str, ...], name: str = "batch") -> None:

@@ -31,11 +31,12 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jcnf._checks import check_int
+from jcnf.dequantize.base import Dequantizer, apply_dequantizer
+from jcnf.dequantize.uniform import no_dequantization
 from jcnf.distributions.units import nats_to_bits_per_dim
-from jcnf.flows.base import standard_normal_log_prob
-from jcnf.train.dequantize import Dequantizer, apply_dequantizer, no_dequantization
-from jcnf.train.mesh import batch_sharding, data_axis_size, make_mesh, shard_batch, state_sharding
-from jcnf.train.state import TrainState, check_batch_keys, place_state, raw_key
+from jcnf.flows.push import push_latents
+from jcnf.sharding import batch_sharding, data_axis_size, make_mesh, raw_key, shard_batch, state_sharding
+from jcnf.train.state import TrainState, check_batch_keys, place_state
 
 Batch = Mapping[str, Any]
 Metrics = dict[str, Array]
@@ -185,7 +186,7 @@ def mle_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Optiona
       model: the flow (`state.params["flow"]` are its parameters).
       mesh: device mesh (default: `make_mesh()`, all devices).
       dequantizer: `(rng, value, batch) -> (value, log_correction [B])` or a
-        Flax module of that signature (see `jcnf.train.dequantize`); default
+        Flax module of that signature (see `jcnf.dequantize`); default
         `no_dequantization` for continuous data. Use
         `uniform_dequantization(256)` for 8-bit data scaled to [0, 1).
       donate: reuse the input state's buffers for the output.
@@ -229,23 +230,6 @@ def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Op
         return jitted(place_state(state, mesh), shard_batch(batch, mesh), jax.device_put(rng, replicated))
 
     return step
-
-
-def push_latents(model: nn.Module, variables: dict, z: Array, context: Array) -> tuple[Array, Array]:
-    """Values x = T(z; context) of given latents and their log-density log q(x | context).
-
-    Args:
-      model: the flow (anything with `inverse_and_log_det(z, context)`).
-      variables: its variables, {"params": ...}.
-      z: latents, [num_samples, *event_shape].
-      context: one row per latent, [num_samples, ...].
-
-    Returns:
-      x [num_samples, *event_shape] and log q(x | context) [num_samples]:
-      log N(z; 0, I) - log|det dx/dz|.
-    """
-    value, inverse_log_det = model.apply(variables, z, context, method="inverse_and_log_det")
-    return value, standard_normal_log_prob(z, z.ndim - 1) - inverse_log_det
 
 
 def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_samples: int,

@@ -1,4 +1,4 @@
-"""jcnf.train.dequantize: noise range, log-corrections, the default for continuous data."""
+"""jcnf.dequantize.uniform: noise range, log-corrections, the default for continuous data."""
 
 import math
 
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from jcnf import train
+from jcnf.dequantize import Dequantizer, no_dequantization, uniform_dequantization
 
 
 def test_uniform_noise_stays_in_the_bin_and_corrects_by_d_log_bins():
     value = jnp.floor(jax.random.uniform(jax.random.PRNGKey(0), (16, 4, 4, 3)) * 32) / 32
-    dequantize = train.uniform_dequantization(32)
+    dequantize = uniform_dequantization(32)
     noisy, correction = dequantize(jax.random.PRNGKey(1), value, {"value": value})
     noise = np.asarray(noisy - value)
     # Each value keeps its bin: the noise is in [0, 1/32) and not degenerate.
@@ -23,12 +24,18 @@ def test_uniform_noise_stays_in_the_bin_and_corrects_by_d_log_bins():
 
 def test_no_dequantization_is_the_identity():
     value = jnp.ones((3, 2))
-    out, correction = train.no_dequantization(jax.random.PRNGKey(0), value, {})
+    out, correction = no_dequantization(jax.random.PRNGKey(0), value, {})
     assert out is value and correction.shape == (3,) and not np.any(np.asarray(correction))
 
 
 def test_bins_are_checked():
     with pytest.raises(ValueError, match="num_bins"):
-        train.uniform_dequantization(1)
+        uniform_dequantization(1)
     with pytest.raises(ValueError, match="`num_bins`"):
-        train.uniform_dequantization(32.0)
+        uniform_dequantization(32.0)
+
+
+def test_train_re_exports_the_fixed_dequantizers():
+    assert train.Dequantizer is Dequantizer
+    assert train.no_dequantization is no_dequantization
+    assert train.uniform_dequantization is uniform_dequantization

@@ -1,4 +1,4 @@
-"""jcnf.train.mesh: 1 device vs 8 fake devices, two processes, batch-size errors.
+"""jcnf.sharding: 1 device vs 8 fake devices, two processes, batch-size errors.
 
 Multi-device runs need a fresh JAX runtime (device count and jax.distributed
 are fixed at backend start), so they run `_train_worker.py` in subprocesses
@@ -20,7 +20,7 @@ import optax
 import pytest
 
 import jcnf
-from jcnf import train
+from jcnf import sharding, train
 
 WORKER = os.path.join(os.path.dirname(__file__), "_train_worker.py")
 
@@ -91,20 +91,27 @@ def test_two_processes_agree(tmp_path):
 
 
 def test_shard_batch_checks():
-    mesh = train.make_mesh()
-    batch = train.shard_batch({"value": np.zeros((4, 2), np.float32), "context": jnp.ones((4, 3))}, mesh)
-    assert batch["value"].sharding == train.batch_sharding(mesh)
+    mesh = sharding.make_mesh()
+    batch = sharding.shard_batch({"value": np.zeros((4, 2), np.float32), "context": jnp.ones((4, 3))}, mesh)
+    assert batch["value"].sharding == sharding.batch_sharding(mesh)
     with pytest.raises(ValueError, match="share the leading"):
-        train.shard_batch({"value": np.zeros((4, 2)), "context": np.zeros((3, 3))}, mesh)
+        sharding.shard_batch({"value": np.zeros((4, 2)), "context": np.zeros((3, 3))}, mesh)
     with pytest.raises(ValueError, match="scalar"):
-        train.shard_batch({"value": np.zeros((4, 2)), "weight": 1.0}, mesh)
+        sharding.shard_batch({"value": np.zeros((4, 2)), "weight": 1.0}, mesh)
     with pytest.raises(ValueError, match="at least one device"):
-        train.make_mesh([])
+        sharding.make_mesh([])
 
 
 def test_initialize_distributed_needs_the_whole_job(monkeypatch):
     monkeypatch.delenv("JCNF_DISTRIBUTED", raising=False)
     monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
-    assert not train.initialize_distributed()
+    assert not sharding.initialize_distributed()
     with pytest.raises(ValueError, match="num_processes"):
-        train.initialize_distributed(coordinator_address="localhost:1234")
+        sharding.initialize_distributed(coordinator_address="localhost:1234")
+
+
+def test_train_re_exports_the_sharding_helpers():
+    # Training scripts call them as `jcnf.train.make_mesh` etc.
+    for name in ("DATA_AXIS", "batch_sharding", "initialize_distributed", "make_mesh", "shard_batch",
+                 "state_sharding"):
+        assert getattr(train, name) is getattr(sharding, name), name

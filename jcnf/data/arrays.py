@@ -66,6 +66,7 @@ class ArrayBatches:
 
     @property
     def batches_per_epoch(self) -> int:
+        """Full batches in one epoch (the last incomplete one is dropped)."""
         return self._num_examples // self.batch_size
 
     def _permutation(self, epoch: int) -> np.ndarray:

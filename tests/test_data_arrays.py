@@ -1,9 +1,10 @@
-"""jcnf.train.data: ArrayBatches shuffles per epoch, resumes exactly, splits over processes."""
+"""jcnf.data.arrays: ArrayBatches shuffles per epoch, resumes exactly, splits over processes."""
 
 import numpy as np
 import pytest
 
 from jcnf import train
+from jcnf.data import ArrayBatches
 
 
 def _arrays(n=10):
@@ -12,7 +13,7 @@ def _arrays(n=10):
 
 
 def test_epochs_are_permutations_with_the_remainder_dropped():
-    batches = train.ArrayBatches(_arrays(10), batch_size=3, seed=1)
+    batches = ArrayBatches(_arrays(10), batch_size=3, seed=1)
     assert batches.batches_per_epoch == 3
     for _ in range(2):
         rows = np.concatenate([next(batches)["context"][:, 0] for _ in range(3)])
@@ -22,32 +23,36 @@ def test_epochs_are_permutations_with_the_remainder_dropped():
 
 
 def test_get_state_set_state_resumes_the_same_sequence():
-    batches = train.ArrayBatches(_arrays(), batch_size=4, seed=3)
+    batches = ArrayBatches(_arrays(), batch_size=4, seed=3)
     for _ in range(3):
         next(batches)
     position = batches.get_state()
     expected = [next(batches)["context"] for _ in range(5)]
-    fresh = train.ArrayBatches(_arrays(), batch_size=4, seed=3)
+    fresh = ArrayBatches(_arrays(), batch_size=4, seed=3)
     fresh.set_state(position)
     for want in expected:
         np.testing.assert_array_equal(next(fresh)["context"], want)
     with pytest.raises(ValueError, match="seed"):
-        train.ArrayBatches(_arrays(), batch_size=4, seed=4).set_state(position)
+        ArrayBatches(_arrays(), batch_size=4, seed=4).set_state(position)
 
 
 def test_processes_get_disjoint_halves_of_the_global_batch():
-    whole = next(train.ArrayBatches(_arrays(), batch_size=4, seed=0, process_index=0, process_count=1))
-    halves = [next(train.ArrayBatches(_arrays(), batch_size=4, seed=0, process_index=i, process_count=2))
+    whole = next(ArrayBatches(_arrays(), batch_size=4, seed=0, process_index=0, process_count=1))
+    halves = [next(ArrayBatches(_arrays(), batch_size=4, seed=0, process_index=i, process_count=2))
               for i in range(2)]
     np.testing.assert_array_equal(np.concatenate([h["context"] for h in halves]), whole["context"])
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
-        train.ArrayBatches(_arrays(4), batch_size=5)
+        ArrayBatches(_arrays(4), batch_size=5)
     with pytest.raises(ValueError, match="`batch_size`"):
-        train.ArrayBatches(_arrays(4), batch_size=2.0)
+        ArrayBatches(_arrays(4), batch_size=2.0)
     with pytest.raises(ValueError, match="leading"):
-        train.ArrayBatches({"value": np.zeros((4, 2)), "context": np.zeros((3, 1))}, batch_size=2)
+        ArrayBatches({"value": np.zeros((4, 2)), "context": np.zeros((3, 1))}, batch_size=2)
     with pytest.raises(ValueError, match="processes"):
-        train.ArrayBatches(_arrays(), batch_size=3, process_index=0, process_count=2)
+        ArrayBatches(_arrays(), batch_size=3, process_index=0, process_count=2)
+
+
+def test_train_re_exports_array_batches():
+    assert train.ArrayBatches is ArrayBatches

@@ -34,7 +34,9 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
@@ -82,6 +84,17 @@ def _check_divisible(size: int, devices: int, what: str, over: str) -> None:
         lower = max(devices, size // devices * devices)
         raise ValueError(f"The {what} ({size}) must be divisible by the number of {over} ({devices}); "
                          f"use e.g. {lower} or {lower + devices}.")
+
+
+def raw_key(rng: Array) -> Array:
+    """Key data (uint32 [2]) of a new-style typed key; raw keys pass through.
+
+    Raw key data is what the train state keeps and replicates over the mesh:
+    it checkpoints as a plain integer array on every orbax version.
+    """
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(rng)
+    return jnp.asarray(rng)
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:

@@ -1,0 +1,13 @@
+"""Shape arithmetic shared by the per-channel bijectors (ActNorm, the 1x1 convolution)."""
+
+from __future__ import annotations
+
+from jax import Array
+
+
+def num_positions(x: Array, event_ndims: int) -> int:
+    """Number of positions sharing one channel parameter inside an event."""
+    count = 1
+    for size in x.shape[x.ndim - event_ndims:-1]:
+        count *= size
+    return count
