@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax import Array
 
 import jcnf
+from jcnf.flows.legacy import unstack_params
 from jcnf.bijectors.coupling import bounded_log_scale, coupling_param_size
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
@@ -93,8 +94,12 @@ def dense_weight(conv_params: dict) -> Array:
     return lower @ upper
 
 
-def naive_glow_params(params: dict) -> dict:
-    """jcnf ConditionalGlow parameters with every LU conv replaced by its dense weight (done once, untimed)."""
+def naive_glow_params(model: jcnf.ConditionalGlow, params: dict) -> dict:
+    """jcnf ConditionalGlow parameters, one subtree per step, with every LU conv replaced by its dense weight.
+
+    Done once, untimed: the naive flow is a `distrax.Chain` of separate steps.
+    """
+    params = unstack_params(model, params)
     converted = dict(params)
     for name, value in params.items():
         if name.startswith("flow_steps_"):
@@ -198,6 +203,7 @@ class NaiveRealNVP:
 
     def _chain(self, params, dim, context) -> distrax.Bijector:
         m = self.model
+        params = unstack_params(m, params)  # one subtree per layer, as a Chain of separate layers wants
         split = dim // 2
         layers = []
         for i in range(m.layers):

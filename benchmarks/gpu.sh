@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU benchmark sweep: throughput (ours vs naive distrax vs PyTorch), scaling, memory vs depth.
+# The GPU benchmark sweep: training throughput (ours vs normflows), compile time and step cost vs depth,
+# log-det throughput (ours vs naive distrax vs PyTorch), scaling, memory vs depth.
 #
 # Usage, from the repository root of a checkout on a machine with a GPU and the project installed
 # (`pip install -e ".[benchmarks]"` plus a CUDA build of jax, e.g. `pip install "jax[cuda12]"`):
@@ -7,12 +8,12 @@
 # Environment (all optional):
 #     PYTHON   the interpreter that has jcnf installed (default: python3)
 #     OUT      the folder to write into (default: a new temporary folder, printed at the end)
-#     LOGDET_S, TRAIN_S, SCALING_S, MEMORY_S   seconds allowed per piece (defaults 260, 60, 100, 170)
-# Writes into "$OUT" (7 files): logdet_throughput_gpu.json, train_throughput_gpu.json, scaling_gpu.json,
-# scaling_gpu.png, memory_depth_gpu.json, benchmarks.log, nvidia_smi.txt. Each piece runs under its own
-# `timeout`; logdet_throughput, scaling and memory_depth rewrite their JSON after each measurement, so a
-# piece cut short keeps what it measured (train_throughput writes its JSON at the end). About 10 minutes
-# at most in all with the default limits.
+#     TRAIN_S, COMPILE_S, LOGDET_S, SCALING_S, MEMORY_S   seconds allowed per piece (defaults 300, 200,
+#              260, 100, 170); 0 skips a piece
+# Writes into "$OUT" (8 files): train_throughput_gpu.json, compile_time_gpu.json, logdet_throughput_gpu.json,
+# scaling_gpu.json, scaling_gpu.png, memory_depth_gpu.json, benchmarks.log, nvidia_smi.txt. Each piece runs
+# under its own `timeout` and rewrites its JSON after each measurement, so a piece cut short keeps what it
+# measured. About 17 minutes at most in all with the default limits.
 # Dry run on a CPU: JCNF_BENCH_TINY=1 bash benchmarks/gpu.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -38,16 +39,19 @@ say "python: $("$PYTHON" -c 'import jax, sys; print(sys.version.split()[0], "jax
 
 run_piece() {  # name, seconds, command...
   local name=$1 seconds=$2; shift 2
+  if [ "$seconds" = 0 ]; then say "skip $name"; return; fi
   say "start $name (limit ${seconds}s)"
   timeout -k 10 "$seconds" "$@" >> "$LOG" 2>&1
   say "end $name: exit $?"
 }
 
-run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
-# train_throughput has no tiny size of its own: its --quick models stand in for a dry run.
-train_size=(); [ "${JCNF_BENCH_TINY:-}" = 1 ] && train_size=(--quick)
-run_piece train_throughput "${TRAIN_S:-60}" "$PYTHON" -m benchmarks.train_throughput "${train_size[@]}" \
+tiny=(); [ "${JCNF_BENCH_TINY:-}" = 1 ] && tiny=(--quick)
+run_piece train_throughput "${TRAIN_S:-300}" "$PYTHON" -m benchmarks.train_throughput "${tiny[@]}" \
   --json "$OUT/train_throughput_gpu.json"
+depths=(--depths 8,32 --unrolled-depths 8); [ "${JCNF_BENCH_TINY:-}" = 1 ] && depths=(--quick --depths 2,4 --unrolled-depths 2)
+run_piece compile_time "${COMPILE_S:-200}" "$PYTHON" -m benchmarks.compile_time "${depths[@]}" \
+  --json "$OUT/compile_time_gpu.json"
+run_piece logdet_throughput "${LOGDET_S:-260}" "$PYTHON" -m benchmarks.logdet_throughput --json "$OUT/logdet_throughput_gpu.json"
 run_piece scaling "${SCALING_S:-100}" "$PYTHON" -m benchmarks.scaling --full --json "$OUT/scaling_gpu.json" --png "$OUT/scaling_gpu.png"
 run_piece memory_depth "${MEMORY_S:-170}" "$PYTHON" -m benchmarks.memory_depth --full --worker-timeout 80 \
   --json "$OUT/memory_depth_gpu.json"

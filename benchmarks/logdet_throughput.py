@@ -373,7 +373,7 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
         # The naive baseline runs in float32 only: bfloat16 is compared against our own float32 and torch's.
         if dtype is None:
             naive = _naive.NaiveGlow(model)
-            naive_params = _naive.naive_glow_params(params)
+            naive_params = _naive.naive_glow_params(model, params)
             timed["naive"] = {"forward": _timed(naive.forward_and_log_det, (naive_params, value, context), batch,
                                                 calls, repeats),
                               "inverse": _timed(naive.inverse, (naive_params, z, context), batch, calls, repeats)}

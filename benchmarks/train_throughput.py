@@ -1,15 +1,26 @@
-"""Train and sample throughput of jcnf.train's step functions for a small and a medium Glow.
+"""Training throughput of a ConditionalGlow: jcnf's `mle_step` against a bare step and normflows' Glow.
 
-For each model it times, on the current default devices:
-  * `mle_step` (uniform dequantization, non-finite guard, sharded jit): train steps/s;
-  * a baseline: the same loss and optimizer as a bare `jax.jit` step, with
-    no guard and no shardings, to show what the engine's extras cost;
-  * `sample_step`: samples/s at temperature 1.
+For one Glow size it times, on the current default devices, in float32 and
+with bfloat16 coupling and encoder networks (the flow's log-dets stay
+float32):
+  * `mle_step` (uniform dequantization, non-finite guard, sharded jit):
+    train steps/s, and the achieved fraction of the device's dense peak
+    (FLOPs of one step from XLA's cost analysis of the unrolled program,
+    which has the scanned program's arithmetic);
+  * a bare `jax.jit` step of the same loss and optimizer (no guard, no
+    shardings): what the engine's extras cost;
+  * `mle_step` of the memory-efficient mode: its price over the default;
+  * `sample_step`: samples/s at temperature 1;
+  * normflows 1.7.3's own Glow (unconditional, same L, K, width, image size
+    and batch), a PyTorch Adam step on `forward_kld`, when normflows is
+    importable: the peer users compare against.
 
 Compilation and two warm-up calls are excluded; each repeat times a run of
-calls ending in `block_until_ready`; the median over repeats is reported.
+calls ending in `block_until_ready` (or `torch.cuda.synchronize`); the median
+over repeats is reported. The JSON is rewritten after every measurement.
 
-    python -m benchmarks.train_throughput --json benchmarks/results/train_throughput_cpu.json --quick
+    python -m benchmarks.train_throughput --json benchmarks/results/train_throughput_gpu.json
+    python -m benchmarks.train_throughput --quick --json /tmp/train_cpu.json     # seconds-sized, CPU
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,36 +36,36 @@ import numpy as np
 import optax
 
 import jcnf
-from benchmarks._common import environment, median_rate, write_json
+from benchmarks._common import compiled_flops, environment, median_rate, peak_flops, ratio, write_json
 from jcnf import train
 
-# name -> (Glow kwargs, value shape [H, W, C], batch size)
-FULL = {
-    "small": ({"levels": 2, "steps": 4, "hidden": 32, "context_features": 16, "encoder_blocks": 1}, (16, 16, 3), 32),
-    "medium": ({"levels": 3, "steps": 8, "hidden": 128, "context_features": 32, "encoder_blocks": 2},
-               (32, 32, 3), 32),
-}
-# Quick mode keeps CPU compile time (~10 s per Glow program) inside a minute.
-QUICK = {
-    "small": ({"levels": 1, "steps": 2, "hidden": 16, "context_features": 8, "encoder_blocks": 1}, (8, 8, 3), 8),
-    "medium": ({"levels": 2, "steps": 2, "hidden": 32, "context_features": 8, "encoder_blocks": 1}, (16, 16, 3), 8),
-}
+# The Glow of Winkler et al.'s scale (L=3) with Glow's width, at ImageNet32 size.
+FULL = {"glow": {"levels": 3, "steps": 16, "hidden": 512, "context_features": 64, "encoder_blocks": 2},
+        "shape": (32, 32, 3), "batch": 64, "calls": 10, "repeats": 5}
+QUICK = {"glow": {"levels": 2, "steps": 2, "hidden": 16, "context_features": 8, "encoder_blocks": 1},
+         "shape": (16, 16, 3), "batch": 8, "calls": 5, "repeats": 3}
 
 
 def _batch(shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     height, width, _ = shape
     return {"value": (rng.integers(0, 256, (batch_size,) + shape) / 256).astype(np.float32),
-            "context": rng.normal(size=(batch_size, height // 2, width // 2, 1)).astype(np.float32)}
+            "context": rng.normal(size=(batch_size, height // 2, width // 2, 3)).astype(np.float32)}
 
 
-def _baseline_step(model: jcnf.ConditionalGlow, optimizer: optax.GradientTransformation) -> Callable:
-    """The same objective as `mle_step` as a bare jitted step: no guard, no shardings, no metrics beyond the loss."""
+def _loss_fn(model: jcnf.ConditionalGlow) -> Callable:
     dequantize = train.uniform_dequantization(256)
 
     def loss_fn(params, rng, batch):
         value, correction = dequantize(rng, batch["value"], batch)
         return -jnp.mean(model.apply({"params": params}, value, batch["context"], method="log_prob") + correction)
+
+    return loss_fn
+
+
+def _bare_step(model: jcnf.ConditionalGlow, optimizer: optax.GradientTransformation) -> Callable:
+    """The same objective as `mle_step` as a bare jitted step: no guard, no shardings, the loss only."""
+    loss_fn = _loss_fn(model)
 
     @jax.jit
     def step(params, opt_state, rng, batch):
@@ -66,14 +77,34 @@ def _baseline_step(model: jcnf.ConditionalGlow, optimizer: optax.GradientTransfo
     return step
 
 
-def benchmark(name: str, config: tuple, calls: int, repeats: int, baseline: bool) -> dict:
-    kwargs, shape, batch_size = config
-    model = jcnf.ConditionalGlow(**kwargs)
+def step_flops(kwargs: dict, params: Any, batch: dict) -> Optional[float]:
+    """FLOPs of one loss-and-gradient evaluation, counted on the unrolled program.
+
+    XLA's cost analysis counts a loop body once, whatever its trip count, so
+    the scanned program would be undercounted K-fold; `scan_steps=False`
+    computes the same arithmetic without loops. Lowering only, no compile.
+    """
+    model = jcnf.ConditionalGlow(scan_steps=False, **kwargs)
+    grad = jax.jit(jax.value_and_grad(_loss_fn(model)))
+    return compiled_flops(grad.lower(params, jax.random.PRNGKey(0), batch))
+
+
+def _fraction_of_peak(flops: Optional[float], steps_per_s: float, precision: str) -> Any:
+    peaks = peak_flops()
+    if flops is None or peaks is None:
+        return "unknown (no FLOP count or no peak figure for this device)"
+    names = ("tf32", "fp32") if precision == "float32" else ("bf16",)
+    return {name: flops * steps_per_s / peaks[name] for name in names if name in peaks}
+
+
+def bench_ours(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats: int, dtype_name: str,
+               memory_efficient: bool = False, bare: bool = True) -> dict:
+    dtype = jnp.bfloat16 if dtype_name == "bfloat16" else None
+    model = jcnf.ConditionalGlow(dtype=dtype, memory_efficient=memory_efficient, **kwargs)
     batch = _batch(shape, batch_size)
     optimizer = train.default_optimizer(1e-3)
     dequantizer = train.uniform_dequantization(256)
     state = train.create_state(model, optimizer, jax.random.PRNGKey(0), batch, dequantizer=dequantizer)
-    num_params = train.count_params(state.params)
     step = train.mle_step(model, dequantizer=dequantizer)
     sharded = train.shard_batch(batch, train.make_mesh())
     holder = {"state": state}
@@ -86,60 +117,135 @@ def benchmark(name: str, config: tuple, calls: int, repeats: int, baseline: bool
     jax.block_until_ready(train_call())
     compile_s = time.perf_counter() - start
     steps_per_s = median_rate(train_call, calls, repeats)
-    result = {"model": name, "glow": kwargs, "value_shape": list(shape), "batch_size": batch_size,
-              "num_params": int(num_params), "compile_s": round(compile_s, 2),
+    result = {"dtype": dtype_name, "memory_efficient": memory_efficient,
+              "num_params": train.count_params(holder["state"].params), "compile_s": round(compile_s, 2),
               "train_steps_per_s": steps_per_s, "train_examples_per_s": steps_per_s * batch_size}
-
-    if baseline:
-        plain = _baseline_step(model, optimizer)
+    if memory_efficient:
+        return result
+    flops = step_flops({**kwargs, "dtype": dtype}, jax.device_get(holder["state"].params["flow"]), batch)
+    result["flops_per_step"] = flops
+    result["fraction_of_dense_peak"] = _fraction_of_peak(flops, steps_per_s, dtype_name)
+    if bare:
+        plain = _bare_step(model, optimizer)
         params = jax.device_get(holder["state"].params["flow"])
         carry = {"params": params, "opt_state": optimizer.init(params), "rng": jax.random.PRNGKey(1)}
         device_batch = jax.device_put(batch)
 
-        def baseline_call():
+        def bare_call():
             carry["params"], carry["opt_state"], carry["rng"], loss = plain(carry["params"], carry["opt_state"],
                                                                             carry["rng"], device_batch)
             return loss
 
-        result["baseline_train_steps_per_s"] = median_rate(baseline_call, calls, repeats)
-
+        result["bare_train_steps_per_s"] = median_rate(bare_call, calls, repeats)
     sample = train.sample_step(model)
-    context = sharded["context"]
     rng = jax.random.PRNGKey(2)
-    result["samples_per_s"] = batch_size * median_rate(lambda: sample(holder["state"], rng, context), calls, repeats)
+    result["samples_per_s"] = batch_size * median_rate(lambda: sample(holder["state"], rng, sharded["context"]),
+                                                       calls, repeats)
     return result
 
 
-def main(argv: list[str]) -> None:
+def bench_normflows(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats: int) -> dict:
+    """normflows' Glow training step (Adam on forward_kld) in float32 and bf16 autocast, steps/s."""
+    try:
+        import normflows
+        import torch
+    except ImportError as error:
+        return {"skipped": f"{error}"}
+    from benchmarks._normflows_glow import build_normflows_glow
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    height, _, channels = shape
+    model = build_normflows_glow(kwargs["levels"], kwargs["steps"], kwargs["hidden"], height, channels).to(device)
+    x = torch.rand(batch_size, channels, height, height, device=device)
+    with torch.no_grad():
+        model.log_prob(x, None)  # ActNorm's data-dependent initialization on the first batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    result = {"implementation": "normflows.MultiscaleFlow of GlowBlock (unconditional, LU 1x1 conv), "
+                                "torch.optim.Adam on forward_kld",
+              "normflows": getattr(normflows, "__version__", "unknown"), "torch": torch.__version__,
+              "num_params": sum(p.numel() for p in model.parameters())}
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def make_step(autocast: bool):
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
+                loss = model.forward_kld(x)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    for label, autocast in (("float32", False), ("bf16_autocast", True)):
+        step = make_step(autocast)
+        try:
+            for _ in range(2):
+                step()
+            sync()
+            rates = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    step()
+                sync()
+                rates.append(calls / (time.perf_counter() - start))
+            result[label] = {"train_steps_per_s": float(np.median(rates))}
+        except Exception as error:  # a peer failing must not lose our figures
+            result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+        print(f"  normflows {label}: {result[label]}", flush=True)
+    return result
+
+
+def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--quick", action="store_true", help="tiny models and few repeats (< 60 s on a CPU)")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--calls", type=int, default=None, help="calls per timed repeat")
+    parser.add_argument("--quick", action="store_true", help="a tiny Glow, few repeats (seconds on a CPU)")
+    parser.add_argument("--no-peer", action="store_true", help="skip normflows")
+    parser.add_argument("--no-memory-efficient", action="store_true", help="skip the memory-efficient mode")
     args = parser.parse_args(argv)
-    configs = QUICK if args.quick else FULL
-    repeats = args.repeats or 5
-    calls = args.calls or (10 if args.quick else 20)
-
+    config = QUICK if args.quick else FULL
+    kwargs, shape, batch_size = config["glow"], config["shape"], config["batch"]
+    calls, repeats = config["calls"], config["repeats"]
     began = time.perf_counter()
-    results = []
-    for name, config in configs.items():
-        # The baseline doubles compile time; quick mode runs it for the small model only.
-        results.append(benchmark(name, config, calls, repeats, baseline=not args.quick or name == "small"))
-    record = {"benchmark": "train_throughput", "quick": args.quick, "repeats": repeats, "calls_per_repeat": calls,
-              "environment": environment(), "results": results,
-              "wall_s": round(time.perf_counter() - began, 1)}
+    record = {"benchmark": "train_throughput", "quick": args.quick, "glow": kwargs, "value_shape": list(shape),
+              "batch_size": batch_size, "repeats": repeats, "calls_per_repeat": calls,
+              "environment": environment(), "ours": {}}
+    print(f"{record['environment']['device']} x{record['environment']['device_count']}: Glow {kwargs}, "
+          f"{shape}, batch {batch_size}", flush=True)
 
-    print(f"{record['environment']['device']} x{record['environment']['device_count']}, jax "
-          f"{jax.__version__}, {'quick' if args.quick else 'full'} mode")
-    print(f"{'model':8} {'params':>9} {'batch':>5} {'steps/s':>9} {'baseline':>9} {'examples/s':>11} "
-          f"{'samples/s':>10} {'compile s':>9}")
-    for r in results:
-        baseline = r.get("baseline_train_steps_per_s")
-        print(f"{r['model']:8} {r['num_params']:>9} {r['batch_size']:>5} {r['train_steps_per_s']:>9.2f} "
-              f"{baseline if baseline is None else round(baseline, 2)!s:>9} {r['train_examples_per_s']:>11.1f} "
-              f"{r['samples_per_s']:>10.1f} {r['compile_s']:>9.1f}")
+    runs = [("float32", False), ("bfloat16", False)]
+    if not args.no_memory_efficient:
+        runs.append(("float32", True))
+    for dtype_name, memory_efficient in runs:
+        label = dtype_name + ("_memory_efficient" if memory_efficient else "")
+        record["ours"][label] = bench_ours(kwargs, shape, batch_size, calls, repeats, dtype_name, memory_efficient)
+        print(f"  ours {label}: {record['ours'][label]}", flush=True)
+        write_json(args.json, record)
+    if not args.no_peer:
+        record["normflows"] = bench_normflows(kwargs, shape, batch_size, calls, repeats)
+
+    ours, peer = record["ours"], record.get("normflows", {})
+    summary = {"steps_per_s": {label: r["train_steps_per_s"] for label, r in ours.items()},
+               "fraction_of_dense_peak": {label: r.get("fraction_of_dense_peak") for label, r in ours.items()
+                                          if "fraction_of_dense_peak" in r},
+               "engine_over_bare_ratio": {label: ratio(r["train_steps_per_s"], r.get("bare_train_steps_per_s"))
+                                          for label, r in ours.items() if "bare_train_steps_per_s" in r}}
+    if "float32_memory_efficient" in ours:
+        summary["memory_efficient_step_ratio"] = ratio(ours["float32"]["train_steps_per_s"],
+                                                       ours["float32_memory_efficient"]["train_steps_per_s"])
+    for ours_label, peer_label in (("float32", "float32"), ("bfloat16", "bf16_autocast")):
+        peer_rate = peer.get(peer_label, {}).get("train_steps_per_s") if isinstance(peer, dict) else None
+        summary[f"{ours_label}_over_normflows_{peer_label}_ratio"] = ratio(ours[ours_label]["train_steps_per_s"],
+                                                                           peer_rate)
+    record["summary"] = summary
+    record["wall_s"] = round(time.perf_counter() - began, 1)
+    record["complete"] = True
+    print(summary, flush=True)
     write_json(args.json, record)
+    return record
 
 
 if __name__ == "__main__":

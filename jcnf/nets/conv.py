@@ -7,9 +7,11 @@ Outside a loop, XLA's CPU backend rewrites them into the NHWC/HWIO layout its
 fast convolution kernels accept; inside a `lax.scan` body it does not, and
 the permuted convolutions fall back to a generic kernel about 15x slower.
 Flows scan their K steps (`jcnf.flows.stack`), so their coupling networks
-use `conv2d`, whose custom VJP writes both gradients as NHWC/HWIO
-convolutions with explicit transposes. The values and gradients are those of
-`lax.conv_general_dilated`; on accelerators the transposes are cheap copies.
+use `conv2d`, whose custom VJP on CPU writes both gradients as NHWC/HWIO
+convolutions with explicit transposes. Other backends (cuDNN, TPU) take any
+layout at full speed and keep XLA's own gradient: the choice is made when the
+program is lowered for a platform (`lax.platform_dependent`). The values and
+gradients are those of `lax.conv_general_dilated` on every backend.
 """
 
 from __future__ import annotations
@@ -50,8 +52,7 @@ def _conv2d_forward(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]
     return _convolve(x, kernel), (x, kernel)
 
 
-def _conv2d_backward(residuals: tuple[Array, Array], y_bar: Array) -> tuple[Array, Array]:
-    x, kernel = residuals
+def _canonical_gradients(x: Array, kernel: Array, y_bar: Array) -> tuple[Array, Array]:
     # Input gradient: the same convolution with the kernel flipped in space and
     # its in/out axes swapped (exact for odd kernels with symmetric padding).
     x_bar = _convolve(y_bar, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
@@ -62,6 +63,15 @@ def _conv2d_backward(residuals: tuple[Array, Array], y_bar: Array) -> tuple[Arra
         jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(y_bar, (1, 2, 0, 3)).astype(x.dtype), (1, 1),
         _same_padding(kernel.shape), dimension_numbers=_LAYOUT)
     return x_bar.astype(x.dtype), jnp.transpose(kernel_bar, (1, 2, 0, 3)).astype(kernel.dtype)
+
+
+def _autodiff_gradients(x: Array, kernel: Array, y_bar: Array) -> tuple[Array, Array]:
+    return jax.vjp(_convolve, x, kernel)[1](y_bar)
+
+
+def _conv2d_backward(residuals: tuple[Array, Array], y_bar: Array) -> tuple[Array, Array]:
+    x, kernel = residuals
+    return jax.lax.platform_dependent(x, kernel, y_bar, cpu=_canonical_gradients, default=_autodiff_gradients)
 
 
 conv2d.defvjp(_conv2d_forward, _conv2d_backward)

@@ -18,10 +18,11 @@ from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.loop import FitResult, MetricsLog, TooManySkippedSteps, fit
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, count_params, create_state
-from jcnf.train.steps import apply_loss, make_train_step, mle_eval_step, mle_step, reverse_kl_step, sample_step
+from jcnf.train.steps import (ReverseKLStep, TrainStep, apply_loss, make_train_step, mle_eval_step, mle_step,
+                              reverse_kl_step, sample_step)
 
-__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog",
-           "TooManySkippedSteps", "TrainState", "apply_loss", "batch_sharding", "count_params", "create_state",
+__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog", "ReverseKLStep",
+           "TooManySkippedSteps", "TrainState", "TrainStep", "apply_loss", "batch_sharding", "count_params", "create_state",
            "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
            "mle_eval_step", "mle_step", "no_dequantization", "push_latents", "reverse_kl_step",
            "sample_step", "shard_batch", "state_sharding", "uniform_dequantization"]
