@@ -6,9 +6,13 @@ import numpy as np
 
 
 def brute_force_log_det(fn, x):
-    """log|det J| of `fn` at one event `x`, from the dense Jacobian of the flattened map."""
+    """log|det J| of `fn` at one event `x`, from the dense Jacobian of the flattened map.
+
+    Reverse mode (`jax.jacrev`): the coupling networks' convolutions define
+    only a reverse-mode derivative (`jcnf.nets.conv`).
+    """
     shape = x.shape
-    jac = jax.jacfwd(lambda flat: fn(flat.reshape(shape)).reshape(-1))(x.reshape(-1))
+    jac = jax.jacrev(lambda flat: fn(flat.reshape(shape)).reshape(-1))(x.reshape(-1))
     return jnp.linalg.slogdet(jac)[1]
 
 

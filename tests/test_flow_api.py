@@ -117,3 +117,20 @@ def test_with_event_shape_rejects_shapes_the_model_cannot_take(realnvp):
     with pytest.raises(ValueError, match=r"trained event shape \(3,\) for ConditionalRealNVP; got \(4,\)"):
         jcnf.flows.with_event_shape(model, variables["params"], (4,))
     assert jcnf.flows.with_event_shape(model, variables["params"], (3,)).keys() == variables["params"].keys()
+
+
+def test_trained_flows_name_a_context_of_the_wrong_width_and_a_negative_temperature():
+    realnvp = jcnf.ConditionalRealNVP(layers=3, hidden=8)
+    value, context = jnp.ones((4, 3)), jnp.ones((4, 2))
+    variables = realnvp.init(RNG, value, context)
+    with pytest.raises(ValueError, match=r"`context` must have 2 features .* got shape \(4, 5\)"):
+        realnvp.apply(variables, value, jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"`context` must have 2 features"):
+        realnvp.apply(variables, RNG, jnp.ones((4, 1)), method="sample")
+    with pytest.raises(ValueError, match="`temperature` must be a non-negative"):
+        realnvp.apply(variables, RNG, context, temperature=-1.0, method="sample")
+    glow = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=2, encoder_blocks=1)
+    image, low_res = jnp.ones((2, 4, 4, 1)), jnp.ones((2, 2, 2, 3))
+    glow_variables = glow.init(RNG, image, low_res)
+    with pytest.raises(ValueError, match=r"`context` must have 3 features .* got shape \(2, 2, 2, 1\)"):
+        glow.apply(glow_variables, image, jnp.ones((2, 2, 2, 1)))

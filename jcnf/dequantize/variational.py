@@ -89,7 +89,7 @@ class VariationalDequantizer(nn.Module):
 
         Deterministic given `eps`: the map eps -> u is a bijection onto
         [0, 1/n)^D (up to float32 rounding at the edges), which the tests
-        check against a Jacobian computed by `jax.jacfwd`.
+        check against a Jacobian computed by `jax.jacrev`.
 
         Args:
           eps: [B, H, W, C], standard normal.

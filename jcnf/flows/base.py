@@ -46,6 +46,19 @@ class ConditionalFlow(nn.Module):
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
         raise NotImplementedError
 
+    def _trained_context_width(self, params: Mapping[str, Any]) -> Optional[int]:
+        """The size of the context's last axis the parameters were trained with, if they record it."""
+        return None
+
+    def _check_context_width(self, context: Array) -> None:
+        """Raises a named ValueError, rather than Flax's shape error, for a context the parameters do not fit."""
+        if self.is_initializing():
+            return
+        width = self._trained_context_width(self.variables.get("params", {}))
+        if width is not None and context.shape[-1] != width:
+            raise ValueError(f"`context` must have {width} features on its last axis (the parameters were "
+                             f"trained with {width}); got {_checks.describe(context)}.")
+
     def _check_event_shape(self, trained: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
         """Raises ValueError unless parameters trained on `trained` also fit `event_shape`.
 
@@ -77,6 +90,7 @@ class ConditionalFlow(nn.Module):
           The latent z with the value's shape, and log|det dz/dvalue| of shape [batch].
         """
         self._check_inputs(value, context)
+        self._check_context_width(context)
         if self.check_finite:
             _checks.check_finite("value", value)
             _checks.check_finite("context", context)
@@ -87,6 +101,7 @@ class ConditionalFlow(nn.Module):
         """Maps latent to value; returns (value, log|det dvalue/dz|), the latter [batch]."""
         event_shape = self._marker()
         self._check_inputs(None, context)
+        self._check_context_width(context)
         _checks.check_float_array("z", z, f"[batch, {', '.join(map(str, event_shape))}]", (len(event_shape) + 1,))
         if tuple(z.shape[1:]) != event_shape:
             raise ValueError(f"`z` must have shape [batch, {', '.join(map(str, event_shape))}]; "
@@ -119,6 +134,9 @@ class ConditionalFlow(nn.Module):
           values [batch, *event_shape] and log p(value | context) [batch].
         """
         event_shape = self._marker()
+        if not isinstance(temperature, jax.core.Tracer) and not float(temperature) >= 0.0:
+            raise ValueError(f"`temperature` must be a non-negative scale of the latent (0 gives the mode); "
+                             f"got {float(temperature)}.")
         z = temperature * jax.random.normal(rng, (context.shape[0],) + event_shape)
         value, inverse_log_det = self.inverse_and_log_det(z, context)
         return value, standard_normal_log_prob(z, len(event_shape)) - inverse_log_det
@@ -130,6 +148,7 @@ class ConditionalFlow(nn.Module):
     def distribution(self, context: Array, temperature: float = 1.0) -> distrax.Distribution:
         """p(value | context) as a `distrax.Distribution` (use on a bound module)."""
         self._check_inputs(None, context)
+        self._check_context_width(context)
         return flow_distribution(self, context, self._marker(), temperature)
 
 

@@ -104,6 +104,11 @@ class ConditionalGlow(ConditionalFlow):
                     f"`context` image must be the value's resolution {height}x{width} divided by one integer "
                     f"factor; got {_checks.describe(context)}.")
 
+    def _trained_context_width(self, params) -> Optional[int]:
+        # The encoder's first convolution reads the context's channels (or a vector's features).
+        kernel = params.get("encoder", {}).get("Conv_0", {}).get("kernel")
+        return None if kernel is None else int(kernel.shape[-2])
+
     def _check_event_shape(self, trained: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
         # Convolutions, squeezes and 1x1 convs fix only the channels and the
         # divisibility of the spatial size.

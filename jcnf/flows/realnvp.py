@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -66,6 +67,18 @@ class ConditionalRealNVP(ConditionalFlow):
             if value.shape[1] < 2:
                 raise ValueError(f"`value` must have shape [batch, dim] with dim >= 2; got {_checks.describe(value)}.")
             _checks.check_same_batch("value", value, "context", context)
+
+    def _trained_context_width(self, params) -> Optional[int]:
+        # The first coupling's conditioner reads concat(first half of the value, context).
+        if "pairs" in params:
+            first = jax.tree.map(lambda leaf: leaf[0], params["pairs"]["steps"]["second_half"])
+        else:
+            first = params.get("last")
+        kernel = (first or {}).get("coupling", {}).get("MLPCouplingNet_0", {}).get("Dense_0", {}).get("kernel")
+        if kernel is None or "shape_marker" not in params:
+            return None
+        dim = params["shape_marker"]["value_shape"].shape[-1]
+        return int(kernel.shape[-2]) - dim // 2
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         x = value

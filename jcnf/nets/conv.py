@@ -12,6 +12,10 @@ convolutions with explicit transposes. Other backends (cuDNN, TPU) take any
 layout at full speed and keep XLA's own gradient: the choice is made when the
 program is lowered for a platform (`lax.platform_dependent`). The values and
 gradients are those of `lax.conv_general_dilated` on every backend.
+
+Reverse mode only: `jax.grad`, `jax.vjp` and `jax.jacrev` work through
+`conv2d` (and so through every flow's coupling networks); forward mode
+(`jax.jvp`, `jax.jacfwd`) does not, as for any `jax.custom_vjp`.
 """
 
 from __future__ import annotations
