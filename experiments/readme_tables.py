@@ -138,9 +138,38 @@ def memory_depth() -> str:
     return _table(["K", *depths], [["default (MiB)", *peaks(default)], ["memory_efficient (MiB)", *peaks(efficient)]])
 
 
+def compile_time() -> str:
+    """Create-state, first-step (compile) and steady step time of ConditionalGlow against depth, both modes."""
+    record = _load("benchmarks", "results", "compile_time_cpu.json")
+    runs = {(run["depth"], run["mode"]): run for run in record["results"] if "error" not in run}
+    depths = sorted({depth for depth, mode in runs if mode == "default"})
+    rows = []
+    for mode, label in (("default", "scanned (default)"), ("memory_efficient", "memory_efficient"),
+                        ("unrolled", "unrolled (`scan_steps=False`)")):
+        for key, unit in (("create_state_s", "create_state s"), ("first_step_s", "first mle_step s"),
+                          ("step_ms", "steady step ms")):
+            cells = [f"{runs[depth, mode][key]:.1f}" if (depth, mode) in runs else "" for depth in depths]
+            rows.append([f"{label}: {unit}", *cells])
+    return _table(["K", *depths], rows)
+
+
+def dispatch() -> str:
+    """Training steps/s of small problems against the number of steps per dispatch."""
+    record = _load("benchmarks", "results", "dispatch_cpu.json")
+    names = {"tiny_realnvp_mle": "tiny RealNVP, maximum likelihood",
+             "rosenbrock_reverse_kl": "Rosenbrock, reverse KL (`fit_reverse_kl`)"}
+    counts = sorted({int(n) for result in record["results"].values() for n in result["steps_per_s"]})
+    rows = []
+    for name, result in record["results"].items():
+        rows.append([names.get(name, name)] + [
+            f"{result['steps_per_s'][str(n)]:,.0f} ({result['speedup_vs_1'][str(n)]:.1f}x)" for n in counts])
+    return _table(["steps/s (speed-up)", *[f"steps_per_dispatch={n}" for n in counts]], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,
-    "vessels": vessels, "glow_throughput": glow_throughput, "memory_depth": memory_depth}
+    "vessels": vessels, "glow_throughput": glow_throughput, "memory_depth": memory_depth,
+    "compile_time": compile_time, "dispatch": dispatch}
 
 
 def render(readme: str) -> str:

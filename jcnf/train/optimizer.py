@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import optax
@@ -25,9 +24,10 @@ def default_optimizer(learning_rate: float = 1e-3, clip_norm: Optional[float] = 
       weight_decay: decoupled weight decay (AdamW); 0 gives Adam.
 
     Returns:
-      An `optax.GradientTransformation`; the same object for the same
-      (hashable) arguments, so train states built with it share their
-      structure and a jitted step compiled for one serves the others.
+      An `optax.GradientTransformation`, a new object per call. The optimizer
+      is a static part of a `TrainState`: states built with one object share
+      a jitted step's compilation, so build the optimizer once and keep it
+      with the step (as `jcnf.inverse.posterior_step` does).
     """
     if not 0 < learning_rate < float("inf"):
         raise ValueError(f"`learning_rate` must be finite and > 0; got {learning_rate}.")
@@ -37,17 +37,6 @@ def default_optimizer(learning_rate: float = 1e-3, clip_norm: Optional[float] = 
         raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay}.")
     if warmup < 0 or (total_steps is not None and total_steps <= warmup):
         raise ValueError(f"Need 0 <= warmup < total_steps; got warmup={warmup}, total_steps={total_steps}.")
-    arguments = (learning_rate, clip_norm, warmup, total_steps, weight_decay)
-    try:
-        hash(arguments)
-    except TypeError:  # e.g. an array learning rate: build an optimizer of its own.
-        return _build_optimizer(*arguments)
-    return _cached_optimizer(*arguments)
-
-
-def _build_optimizer(learning_rate: float, clip_norm: Optional[float], warmup: int, total_steps: Optional[int],
-                     weight_decay: float) -> optax.GradientTransformation:
-    """`default_optimizer` after its checks, built anew."""
     if total_steps is not None:
         schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
     elif warmup:
@@ -59,9 +48,3 @@ def _build_optimizer(learning_rate: float, clip_norm: Optional[float], warmup: i
     parts.append(optax.adamw(schedule, weight_decay=weight_decay) if weight_decay else optax.adam(schedule))
     return optax.chain(*parts)
 
-
-# The optimizer lives in `TrainState.tx`, a static field: a new but identical
-# object per call would change the state's tree structure and retrace every
-# jitted step. optax transformations are immutable tuples of pure functions,
-# so sharing one is safe; typed keeps 1 and 1.0 apart.
-_cached_optimizer = functools.lru_cache(maxsize=64, typed=True)(_build_optimizer)
