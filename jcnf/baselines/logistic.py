@@ -42,7 +42,7 @@ _INITIAL_LOG_SCALE = -4.0
 
 
 def discretized_logistic_log_prob(value: Array, mean: Array, log_scale: Array, num_bins: int = 256) -> Array:
-    """log P(bin of `value`) under a logistic(mean, exp(log_scale)) discretized to `num_bins` bins.
+    """Log P(bin of `value`) under a logistic(mean, exp(log_scale)) discretized to `num_bins` bins.
 
     Elementwise; broadcasts its arguments. The mass of the bin
     [k/n, (k+1)/n) is sigma(b) - sigma(a) with a, b the standardized bin
@@ -74,7 +74,7 @@ def discretized_logistic_log_prob(value: Array, mean: Array, log_scale: Array, n
 
 
 def mixture_log_prob(value: Array, logits: Array, means: Array, log_scales: Array, num_bins: int = 256) -> Array:
-    """log P(bin of `value`) under a mixture of discretized logistics.
+    """Log P(bin of `value`) under a mixture of discretized logistics.
 
     Args:
       value: data k / num_bins, shape [...].
@@ -234,7 +234,7 @@ class DiscretizedLogisticBaseline(nn.Module):
         return self.log_prob(value, context)
 
     def log_prob(self, value: Array, context: Array) -> Array:
-        """log P(value | context) of discrete values k / num_bins, summed per image: [B] nats.
+        """Log P(value | context) of discrete values k / num_bins, summed per image: [B] nats.
 
         Args:
           value: [B, H, W, C] on the grid k / num_bins, in [0, 1).

@@ -2,8 +2,13 @@
 
 from jcnf.bijectors.actnorm import ActNorm, actnorm_initial_params
 from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
-from jcnf.bijectors.coupling import (ConditionalAdditiveCoupling, ConditionalAffineCoupling,
-                                     ConditionalSplineCoupling, bounded_log_scale, make_coupling)
+from jcnf.bijectors.coupling import (
+                                     ConditionalAdditiveCoupling,
+                                     ConditionalAffineCoupling,
+                                     ConditionalSplineCoupling,
+                                     bounded_log_scale,
+                                     make_coupling,
+)
 from jcnf.bijectors.squeeze import Squeeze, squeeze2x2, unsqueeze2x2
 
 __all__ = [

@@ -34,9 +34,11 @@ class ActNorm(distrax.Bijector):
         return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        """Maps x forward; returns (y, log|det dy/dx|) with the batch shape."""
         return (x + self.loc) * jnp.exp(self.log_scale), self._log_det(x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        """Maps y back; returns (x, log|det dx/dy|) with the batch shape."""
         return y * jnp.exp(-self.log_scale) - self.loc, -self._log_det(y)
 
 

@@ -50,12 +50,14 @@ class InvConv1x1(distrax.Bijector):
         return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        """Maps x forward; returns (y, log|det dy/dx|) with the batch shape."""
         y = x @ (self.lower @ self.upper).T
         if self.permutation is not None:
             y = y[..., self.permutation]
         return y, self._log_det(x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        """Maps y back; returns (x, log|det dx/dy|) with the batch shape."""
         if self.permutation is not None:
             y = y[..., np.argsort(self.permutation)]
         eye = jnp.eye(self.lower.shape[-1], dtype=self.lower.dtype)

@@ -31,11 +31,13 @@ class Squeeze(distrax.Bijector):
         super().__init__(event_ndims_in=3, is_constant_jacobian=True)
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        """Maps x forward; returns (y, log|det dy/dx|) with the batch shape."""
         if x.shape[-3] % 2 or x.shape[-2] % 2:
             raise ValueError(f"Squeeze needs even height and width; got input shape {x.shape}.")
         return squeeze2x2(x), jnp.zeros(x.shape[:-3], x.dtype)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        """Maps y back; returns (x, log|det dx/dy|) with the batch shape."""
         if y.shape[-1] % 4:
             raise ValueError(f"Squeeze's inverse needs channels divisible by 4; got input shape {y.shape}.")
         return unsqueeze2x2(y), jnp.zeros(y.shape[:-3], y.dtype)

@@ -2,8 +2,15 @@
 
 from jcnf.data.arrays import ArrayBatches
 from jcnf.data.folder import folder_patches, load_image_folder
-from jcnf.data.images import (NUM_BINS, area_downsample, bicubic_upsample, check_images, make_pairs, quantize,
-                              to_unit_interval)
+from jcnf.data.images import (
+                              NUM_BINS,
+                              area_downsample,
+                              bicubic_upsample,
+                              check_images,
+                              make_pairs,
+                              quantize,
+                              to_unit_interval,
+)
 from jcnf.data.patches import grid_patches, random_patches
 from jcnf.data.photos import TEST_PHOTOS, TRAIN_PHOTOS, load_sample_photos
 from jcnf.data.pipeline import SuperResolutionBatches

@@ -53,7 +53,7 @@ _VALUE_SHAPE = "[batch, height, width, channels]"
 
 
 def half_infinite_map(n: Array, value: Array) -> tuple[Array, Array]:
-    """v = 0.5 + sign(value - 0.5) * softplus(n), elementwise, with log|dv/dn| summed per item.
+    """V = 0.5 + sign(value - 0.5) * softplus(n), elementwise, with log|dv/dn| summed per item.
 
     Args:
       n: unconstrained noise [B, ...].
@@ -156,7 +156,7 @@ class BinaryDequantizer(nn.Module):
         return v, log_q_n - log_det
 
     def log_density(self, v: Array, context: Optional[Array] = None) -> Array:
-        """log q(v | [v > 0.5], context) of given dequantized values v [B, H, W, C]; returns [B].
+        """Log q(v | [v > 0.5], context) of given dequantized values v [B, H, W, C]; returns [B].
 
         The inverse route of `noise_and_log_density` (v -> n -> eps), for
         checking that q is a normalized density on each half-line.

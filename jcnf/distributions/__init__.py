@@ -1,7 +1,6 @@
 """Conditional base densities, split priors, the standard-normal log-density, and log-likelihood units."""
 
-from jcnf.distributions.gaussian import (ConditionalDiagGaussian, SplitPrior, diag_gaussian,
-                                         standardizer)
+from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, diag_gaussian, standardizer
 from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.distributions.units import bits_per_dim, dequantization_offset, nats_to_bits_per_dim
 

@@ -77,6 +77,7 @@ class ConditionalFlow(nn.Module):
 
     # Public API -------------------------------------------------------------
     def __call__(self, value: Array, context: Array) -> Array:
+        """Log p(value | context) in nats, shape [batch]: what `model.init` and `model.apply` run by default."""
         return self.log_prob(value, context)
 
     def forward_and_log_det(self, value: Array, context: Array) -> tuple[Array, Array]:
@@ -117,7 +118,7 @@ class ConditionalFlow(nn.Module):
         return self.inverse_and_log_det(z, context)[0]
 
     def log_prob(self, value: Array, context: Array) -> Array:
-        """log p(value | context) in nats, shape [batch]."""
+        """Log p(value | context) in nats, shape [batch]."""
         z, log_det = self.forward_and_log_det(value, context)
         return standard_normal_log_prob(z, z.ndim - 1) + log_det
 

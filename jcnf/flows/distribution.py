@@ -38,9 +38,11 @@ class ValueToLatent(distrax.Bijector):
         return out.reshape(x.shape), log_det.reshape(lead)
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
+        """Maps x forward; returns (y, log|det dy/dx|) with the batch shape."""
         return self._run(self.flow.forward_and_log_det, x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
+        """Maps y back; returns (x, log|det dx/dy|) with the batch shape."""
         return self._run(self.flow.inverse_and_log_det, y)
 
 

@@ -71,6 +71,7 @@ class ConditionalGlow(ConditionalFlow):
     scan_steps: bool = True
 
     def setup(self):
+        """Builds the submodules."""
         if self.levels < 1 or self.steps < 1:
             raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
         self.shape_marker = make_shape_marker()

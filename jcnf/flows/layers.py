@@ -31,6 +31,7 @@ class ActNormLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         # The initializers close over x: `model.init` runs forward on the example
         # batch, so they see the activations arriving at this layer.
         loc = self.param("loc", lambda _: actnorm_initial_params(x)[0])
@@ -45,6 +46,7 @@ class InvConv1x1Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         channels = x.shape[-1]
         key = self.make_rng("params") if self.is_initializing() else None
         # One key for the three factors, so they are the LU of the same rotation.
@@ -75,6 +77,7 @@ class CouplingLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, features: Optional[Array], inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         size = x.shape[-1]
         split_index = size // 2
         transformed = split_index if self.swap else size - split_index
@@ -98,11 +101,13 @@ class GlowStep(nn.Module):
     dtype: Optional[jnp.dtype] = None
 
     def setup(self):
+        """Builds the submodules."""
         self.actnorm = ActNormLayer()
         self.conv = InvConv1x1Layer()
         self.couple = CouplingLayer(self.coupling, self.hidden, num_bins=self.num_bins, dtype=self.dtype)
 
     def __call__(self, x: Array, features: Array, inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         if inverse:
             x, ld3 = self.couple(x, features, inverse=True)
             x, ld2 = self.conv(x, inverse=True)
@@ -133,6 +138,7 @@ class CouplingStep(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         norm = ActNormLayer(event_ndims=1, name="actnorm") if self.actnorm else None
         couple = CouplingLayer(self.kind, self.hidden, swap=self.swap, num_bins=self.num_bins, name="coupling")
         log_det = jnp.zeros(x.shape[:1], x.dtype)
@@ -156,6 +162,7 @@ class CouplingPair(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
+        """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         steps = [CouplingStep(self.kind, self.hidden, swap, self.num_bins, self.actnorm, name=name)
                  for swap, name in ((False, "second_half"), (True, "first_half"))]
         log_det = jnp.zeros(x.shape[:1], x.dtype)
@@ -176,6 +183,7 @@ class ShapeMarker(nn.Module):
 
     @nn.compact
     def __call__(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        """Records `event_shape` at init; returns the recorded event shape."""
         if event_shape is None:
             if not self.has_variable("params", "value_shape"):
                 raise ValueError("initialize the model with `model.init(rng, value, context)` before sampling.")

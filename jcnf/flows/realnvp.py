@@ -50,6 +50,7 @@ class ConditionalRealNVP(ConditionalFlow):
     scan_steps: bool = True
 
     def setup(self):
+        """Builds the submodules."""
         if self.layers < 1:
             raise ValueError(f"`layers` must be >= 1; got {self.layers}.")
         self.shape_marker = make_shape_marker()

@@ -16,7 +16,7 @@ from jcnf.inverse.linear_operator import LinearOperator
 def gaussian_log_likelihood(operator: Union[LinearOperator, Callable[[Array], Array]], x: Array,
                             y_obs: Array, noise_std: Union[float, Array],
                             include_normalizer: bool = False) -> Array:
-    """log N(y_obs; F(x), noise_std^2 I) for each x of a batch.
+    """Log N(y_obs; F(x), noise_std^2 I) for each x of a batch.
 
     By default the constant -m/2 log(2 pi noise_std^2) is dropped, leaving
     -||F(x) - y_obs||^2 / (2 noise_std^2): the data term of the reverse-KL

@@ -28,12 +28,12 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
+from jcnf.flows.push import push_latents
 from jcnf.inverse.latent import LatentCorrectedFlow, trainable_mask
 from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_noise_and_prior, observation_log_density
 from jcnf.sharding import make_mesh
 from jcnf.train.optimizer import default_optimizer
-from jcnf.flows.push import push_latents
 from jcnf.train.steps import reverse_kl_step
 
 ForwardOp = Union[LinearOperator, Callable[[Array], Array]]

@@ -22,8 +22,7 @@ shape and dtype checks run.
 from jcnf.metrics.calibration import calibration_within_k_std, expected_calibration_error
 from jcnf.metrics.images import psnr, snr_db, ssim
 from jcnf.metrics.likelihood import bits_per_dim, dequantization_offset, nats_to_bits_per_dim
-from jcnf.metrics.segmentation import (average_precision, max_f1, precision_recall_curve, precision_recall_f1,
-                                       roc_auc)
+from jcnf.metrics.segmentation import average_precision, max_f1, precision_recall_curve, precision_recall_f1, roc_auc
 
 __all__ = [
     "average_precision",

@@ -15,8 +15,14 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jcnf._checks import check_int
-from jcnf.metrics._validation import (check_float_min_rank, check_positive_scalar, check_same_shape,
-                                      is_concrete, select_masked, working_dtype)
+from jcnf.metrics._validation import (
+    check_float_min_rank,
+    check_positive_scalar,
+    check_same_shape,
+    is_concrete,
+    select_masked,
+    working_dtype,
+)
 
 
 def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, num_bins: int = 10,

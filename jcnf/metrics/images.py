@@ -15,8 +15,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jcnf._checks import check_float_array, describe
-from jcnf.metrics._validation import (check_float_min_rank, check_positive_scalar, check_same_shape,
-                                      working_dtype)
+from jcnf.metrics._validation import check_float_min_rank, check_positive_scalar, check_same_shape, working_dtype
 
 _IMAGE_SHAPE = "[batch, height, width, channels]"
 

@@ -76,6 +76,7 @@ class MetricsLog:
             os.remove(self.path)
 
     def write(self, record: Mapping[str, Any]) -> None:
+        """Appends one record as a JSON line (process 0 only)."""
         if self.path is not None:
             with open(self.path, "a") as out:
                 out.write(json.dumps(record) + "\n")

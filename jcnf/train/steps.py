@@ -129,6 +129,7 @@ class TrainStep:
                               donate_argnums=donated)
 
     def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        """One optimizer step on `batch` (split over the mesh); returns the new state and metrics."""
         check_batch_keys(batch, self.required_keys)
         return self._single(place_state(state, self.mesh), shard_batch(batch, self.mesh))
 
@@ -163,7 +164,7 @@ def make_train_step(loss_fn: LossFn, mesh: Optional[Mesh] = None, donate: bool =
 
 def _flow_log_prob(model: nn.Module, dequantizer: Dequantizer, params: dict, rng: Array,
                    batch: Mapping[str, Array]) -> Array:
-    """log p(value | context) per item [B], of the dequantized value, plus the dequantizer's correction."""
+    """Log p(value | context) per item [B], of the dequantized value, plus the dequantizer's correction."""
     value, log_correction = apply_dequantizer(dequantizer, params, rng, batch["value"], batch)
     log_prob = model.apply({"params": params["flow"]}, value, batch["context"], method="log_prob")
     return log_prob + log_correction
@@ -345,6 +346,7 @@ class ReverseKLStep:
 
     def __call__(self, state: TrainState, context: Array, target: tuple[Any, ...] = (),
                  batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
+        """One reverse-KL step for this context and target; returns the new state and metrics."""
         inputs = self._inputs(context, target)
         state = place_state(state, self.mesh)
         if batch is None or "z" not in batch:
