@@ -206,7 +206,7 @@ def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> lis
     finally:
         for proc in procs:
             proc.kill()
-    for proc, log in zip(procs, logs):
+    for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log[-3000:]
     return [f"{out_prefix}{i}" for i in range(2)]
 
