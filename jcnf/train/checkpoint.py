@@ -79,7 +79,7 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:_SHOWN]) + more
 
 
-def check_compatible(stored: Any, template_tree: dict[str, Any], where: str) -> None:
+def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) -> None:
     """Raises a `ValueError` listing the differences when the stored tree is not the template's.
 
     Args:
@@ -101,7 +101,7 @@ def check_compatible(stored: Any, template_tree: dict[str, Any], where: str) -> 
     if missing:
         parts.append(f"Missing from the checkpoint ({len(missing)}): {_listed(missing)}.")
     if extra:
-        parts.append(f"Not in the model ({len(extra)}): {_listed(extra)}.")
+        parts.append(f"Not in this model's state ({len(extra)}): {_listed(extra)}.")
     if reshaped:
         parts.append(f"Shapes differ ({len(reshaped)}): " + _listed(
             [f"{path} {saved[path]} in the checkpoint vs {wanted[path]}" for path in reshaped]) + ".")
@@ -201,7 +201,7 @@ class Checkpointer:
                 failures.append(self._unreadable(where, err, fall_back=step is None))
                 continue
             # Outside the try: another model's checkpoint is the caller's error, not a storage fault.
-            check_compatible(stored, template_tree, where)
+            _check_compatible(stored, template_tree, where)
             try:
                 restored = self._manager.restore(candidate, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
