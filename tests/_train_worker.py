@@ -9,6 +9,14 @@ Modes (each writes its result to --out):
                localhost, checkpointing; .npz of the final flow params.
   train        `fit` with checkpoints, optionally slowed down per step so the
                test can kill it mid-run; .npz of the final flow params.
+  superres     one process of a two-process job drawing `SuperResolutionBatches`:
+               .npz of the gathered global batches and of this process's rows,
+               JSON with the error for a batch the processes cannot split.
+  reverse_kl   one process of a two-process job running `fit_reverse_kl` on a
+               fixed set of latents: .npz of the final params, JSON with the
+               error for a number of samples the processes cannot split.
+
+`run_two_processes` starts the two processes of a job on localhost.
 
 The problem (`tiny_problem`) is shared with the in-process tests, so a
 subprocess run and an in-process run train the same model on the same data.
@@ -18,6 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
 
@@ -115,6 +126,91 @@ def run_distributed(out: str, port: int, process_id: int, checkpoint_dir: str) -
     np.savez(out, **flat_params(result.state))
 
 
+def _join_two_processes(port: int, process_id: int) -> None:
+    from jcnf import train
+
+    assert train.initialize_distributed(f"localhost:{port}", 2, process_id)
+    assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
+
+
+def superres_patches() -> np.ndarray:
+    """uint8 [12, 8, 8, 3] patches, the same in every process."""
+    return np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+
+
+def run_superres(out: str, port: int, process_id: int) -> None:
+    _join_two_processes(port, process_id)
+    from jax.experimental import multihost_utils
+
+    from jcnf.data import SuperResolutionBatches
+
+    batches = SuperResolutionBatches(superres_patches(), 4, 2, seed=1, prefetch=2)
+    arrays = {}
+    for i in range(3):
+        batch = next(batches)
+        for key in ("value", "context"):
+            arrays[f"{key}_{i}"] = multihost_utils.process_allgather(batch[key], tiled=True)
+            # This process's own rows: the one shard on its one device.
+            arrays[f"local_{key}_{i}"] = np.asarray(batch[key].addressable_shards[0].data)
+    np.savez(f"{out}.npz", **arrays)
+    with open(out, "w") as f:
+        json.dump({"odd_error": _error(lambda: SuperResolutionBatches(superres_patches(), 3, 2))}, f)
+
+
+def reverse_kl_problem() -> dict:
+    """A 2-D linear-Gaussian inverse problem and the `fit_reverse_kl` arguments of `run_reverse_kl`."""
+    import jax.numpy as jnp
+    import optax
+
+    import jcnf
+    from jcnf import inverse
+
+    model = jcnf.ConditionalRealNVP(**MODEL_KWARGS)
+    y_obs = np.array([1.0, -0.5], np.float32)
+    params = model.init(jax.random.PRNGKey(3), jnp.zeros((4, 2)), jnp.broadcast_to(y_obs, (4, 2)))["params"]
+    prior_mean, prior_cov = np.array([0.5, -1.0], np.float32), np.array([[1.0, 0.6], [0.6, 1.5]], np.float32)
+    # SGD for the reason given in run_devices8.
+    return {"model": model, "params": params, "y_obs": y_obs,
+            "forward_op": inverse.dense(np.array([[1.0, 0.4], [-0.3, 0.8]], np.float32)), "noise_std": 0.5,
+            "log_prior": lambda x: inverse.gaussian_log_prob(x, prior_mean, prior_cov), "steps": 4,
+            "num_latents": 16, "optimizer": optax.sgd(1e-2), "seed": 1, "log_every": 2, "progress": False}
+
+
+def run_reverse_kl(out: str, port: int, process_id: int) -> None:
+    _join_two_processes(port, process_id)
+    from jcnf import inverse
+
+    problem = reverse_kl_problem()
+    result = inverse.fit_reverse_kl(num_samples=8, **problem)
+    np.savez(f"{out}.npz", **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in
+                              jax.tree_util.tree_leaves_with_path(jax.device_get(result.params))})
+    with open(out, "w") as f:
+        json.dump({"odd_error": _error(lambda: inverse.fit_reverse_kl(num_samples=3, **problem))}, f)
+
+
+def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> list[str]:
+    """Runs `mode` as the two processes of a `jax.distributed` job on localhost; returns their outputs.
+
+    Process i writes to `{out_prefix}{i}`; a process that fails fails the call with its log.
+    """
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    procs = [subprocess.Popen([sys.executable, __file__, mode, "--out", f"{out_prefix}{i}", "--port", str(port),
+                               "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]
+    try:
+        logs = [proc.communicate(timeout=timeout)[0].decode() for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, log[-3000:]
+    return [f"{out_prefix}{i}" for i in range(2)]
+
+
 def fit_options() -> dict:
     """The `fit` arguments of `run_train`, for the test's uninterrupted reference run."""
     import optax
@@ -139,7 +235,7 @@ def run_train(out: str, checkpoint_dir: str, steps: int, sleep: float) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("devices8", "distributed", "train"))
+    parser.add_argument("mode", choices=("devices8", "distributed", "train", "superres", "reverse_kl"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--process-id", type=int, default=0)
@@ -151,9 +247,15 @@ def main(argv: list[str]) -> None:
         run_devices8(args.out)
     elif args.mode == "distributed":
         run_distributed(args.out, args.port, args.process_id, args.checkpoint_dir)
+    elif args.mode == "superres":
+        run_superres(args.out, args.port, args.process_id)
+    elif args.mode == "reverse_kl":
+        run_reverse_kl(args.out, args.port, args.process_id)
     else:
         run_train(args.out, args.checkpoint_dir, args.steps, args.sleep)
 
 
 if __name__ == "__main__":
+    # The jcnf of this checkout, as in the test that started the worker (not another installed copy).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     main(sys.argv[1:])

@@ -1,9 +1,12 @@
-"""SuperResolutionBatches: on-device pairs, prefetch, exact resume."""
+"""SuperResolutionBatches: on-device pairs, prefetch, exact resume, two processes."""
+
+import json
 
 import jax
 import numpy as np
 import pytest
 
+import _train_worker as worker
 from jcnf.data import SuperResolutionBatches
 
 
@@ -50,3 +53,23 @@ def test_bad_patches():
         SuperResolutionBatches(_patches(), 4, 2, prefetch=1.5)
     with pytest.raises(ValueError, match="`factor` must be an integer >= 1"):
         SuperResolutionBatches(_patches(), 4, 0)
+
+
+def test_two_processes_build_the_global_batch_from_their_own_rows(tmp_path):
+    outputs = worker.run_two_processes("superres", str(tmp_path / "p"))
+    got = [dict(np.load(out + ".npz")) for out in outputs]
+    # One process, the same patches and seed: the global batches the two processes must assemble together.
+    single = SuperResolutionBatches(worker.superres_patches(), 4, 2, seed=1, prefetch=2)
+    for i in range(3):
+        batch = next(single)
+        for key in ("value", "context"):
+            want = np.asarray(batch[key])
+            for process, record in enumerate(got):
+                # Exact: the same uint8 pixels through the same jitted float32 arithmetic.
+                np.testing.assert_array_equal(record[f"{key}_{i}"], want)
+                # Each process holds (and read) only its half of the global batch.
+                np.testing.assert_array_equal(record[f"local_{key}_{i}"], want[2 * process:2 * process + 2])
+    for out in outputs:
+        with open(out) as f:
+            error = json.load(f)["odd_error"]
+        assert "`batch_size` (3)" in error and "processes (2)" in error, error

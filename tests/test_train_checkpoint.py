@@ -1,4 +1,5 @@
-"""jcnf.train.checkpoint: exact round trips (zero-size leaf included), keep-last-N, SIGKILL resume.
+"""jcnf.train.checkpoint: exact round trips (zero-size leaf included), keep-last-N, SIGKILL resume,
+fallback past an unreadable checkpoint, refusal of another model's checkpoint, remote paths.
 
 Resumed runs are compared with uninterrupted ones at atol 1e-6: the same
 compiled step on the same CPU is deterministic, so any difference beyond
@@ -7,10 +8,12 @@ rounding would mean lost state (optimizer moments, rng or data position).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -125,3 +128,110 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     with open(checkpoint_dir + ".metrics.jsonl") as f:
         logged = [json.loads(line)["step"] for line in f]
     assert logged == list(range(5, steps + 1, 5))
+
+
+def test_paths_go_through_epath_and_keep_remote_urls(tmp_path, monkeypatch):
+    from jcnf.train.checkpoint import checkpoint_path
+
+    # A bucket URL must reach orbax untouched (os.path.abspath would make it "<cwd>/gs:/bucket/run").
+    assert str(checkpoint_path("gs://bucket/run")) == "gs://bucket/run"
+    assert str(checkpoint_path("gs://bucket/run") / "10") == "gs://bucket/run/10"
+    monkeypatch.chdir(tmp_path)
+    assert str(checkpoint_path("run")) == str(tmp_path / "run")
+    checkpointer = train.Checkpointer("run")
+    assert str(checkpointer.directory) == str(tmp_path / "run") and (tmp_path / "run").is_dir()
+    checkpointer.close()
+
+
+def _overwrite_with_garbage(directory) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"not a checkpoint\x00\xff" * 4)
+
+
+def test_a_run_whose_newest_checkpoint_is_corrupt_resumes_from_the_one_before(tmp_path):
+    checkpoint_dir = tmp_path / "run"
+    options = {**worker.fit_options(), "checkpoint_dir": str(checkpoint_dir), "checkpoint_every": 10}
+    train.fit(_model(), worker.tiny_problem(), 20, **options)
+    assert _complete_steps(checkpoint_dir) == [10, 20]
+    _overwrite_with_garbage(checkpoint_dir / "20")
+    garbage = sorted(os.listdir(checkpoint_dir / "20"))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = train.fit(_model(), worker.tiny_problem(), 30, **options)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    # One warning, naming the step, the path and the reason; step 10 is read without one.
+    unreadable = [m for m in messages if "cannot be read" in m]
+    assert len(unreadable) == 1, messages
+    assert re.search(r"step 20 \(.*run/20\) cannot be read \(\w+Error: ", unreadable[0]), messages
+    assert any(re.search(r"step 20 at .*run/20 was moved to .*run/20\.unreadable", m) for m in messages), messages
+    assert resumed.history[0]["step"] == 15  # the first log point after step 10
+    # The unreadable checkpoint was moved aside before step 20 was written again, not deleted.
+    assert sorted(os.listdir(checkpoint_dir / "20.unreadable")) == garbage
+    assert _complete_steps(checkpoint_dir) == [10, 20, 30]
+
+    # Resuming at step 10 with the data position of step 10 gives the uninterrupted run's params.
+    reference = train.fit(_model(), worker.tiny_problem(), 30, **worker.fit_options())
+    expected, got = worker.flat_params(reference.state), worker.flat_params(resumed.state)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-6, err_msg=key)
+
+
+def test_no_readable_checkpoint_is_an_error_naming_each(tmp_path):
+    state = train.create_state(_model(), optax.sgd(1e-2), jax.random.PRNGKey(0), _first_batch())
+    checkpointer = train.Checkpointer(tmp_path)
+    for step in (1, 2):
+        checkpointer.save(step, state)
+    checkpointer.close()
+    for step in (1, 2):
+        _overwrite_with_garbage(tmp_path / str(step))
+    checkpointer = train.Checkpointer(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FileNotFoundError, match="step 2 .* step 1"):
+            checkpointer.restore(state)
+    assert [re.search(r"step (\d) \(", str(w.message)).group(1) for w in caught] == ["2", "1"]
+    # A checkpoint asked for by step is not replaced by another one.
+    with pytest.raises(FileNotFoundError, match="step 2"):
+        checkpointer.restore(state, step=2)
+    checkpointer.close()
+    assert _complete_steps(tmp_path) == [1, 2]
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_training(tmp_path):
+    checkpoint_dir = str(tmp_path / "run")
+    train.fit(_model(), worker.tiny_problem(), 2, **worker.fit_options(), checkpoint_dir=checkpoint_dir)
+    wider = jcnf.ConditionalRealNVP(**{**worker.MODEL_KWARGS, "hidden": 8})
+    steps_run = []
+    with pytest.raises(ValueError, match="does not match") as raised:
+        train.fit(wider, worker.tiny_problem(), 4, **worker.fit_options(), checkpoint_dir=checkpoint_dir,
+                  sample_fn=lambda state, step: steps_run.append(step), sample_every=1)
+    assert steps_run == []
+    message = str(raised.value)
+    assert "Shapes differ" in message and "(1, 3, 16) in the checkpoint vs (1, 3, 8)" in message, message
+    # At most five differences are listed, then a count of the rest.
+    listed = message.split("Shapes differ")[1]
+    assert listed.count(" in the checkpoint vs ") == 5 and "more)" in listed, message
+
+
+def test_a_checkpoint_in_the_unstacked_layout_names_the_converter(tmp_path):
+    model = _model()
+    state = train.create_state(model, optax.sgd(1e-2), jax.random.PRNGKey(0), _first_batch())
+    flow = state.params["flow"]
+    # The earlier layout: one subtree per coupling and actnorm instead of stacked steps.
+    old_flow = {key: value for key, value in flow.items() if key not in ("pairs", "last")}
+    old_flow.update({"couplings_0": {"kernel": np.zeros((2, 16), np.float32)},
+                     "actnorms_0": {"loc": np.zeros((2,), np.float32)}})
+    old = state.replace(params={"flow": old_flow}, opt_state=optax.sgd(1e-2).init({"flow": old_flow}))
+    checkpointer = train.Checkpointer(tmp_path)
+    checkpointer.save(1, old)
+    checkpointer.wait()
+    with pytest.raises(ValueError, match="Missing from the checkpoint") as raised:
+        checkpointer.restore(state)
+    checkpointer.close()
+    message = str(raised.value)
+    assert "unstacked per-step layout" in message and "actnorms_0, couplings_0" in message, message
+    assert "jcnf.flows.stack_legacy_params(model, params)" in message, message

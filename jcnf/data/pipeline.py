@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 from jcnf._checks import check_int
 from jcnf.data.arrays import ArrayBatches
 from jcnf.data.images import check_images, make_pairs
-from jcnf.sharding import batch_sharding, make_mesh
+from jcnf.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
 
 
 class SuperResolutionBatches:
@@ -25,9 +25,15 @@ class SuperResolutionBatches:
     kept in flight: JAX dispatches copies and computations asynchronously,
     so the next batches are prepared while the current step runs.
 
+    With several processes each process holds the same `patches` (or the
+    same file, memory-mapped) and reads only its own `batch_size /
+    process_count` rows of each global batch; the global batch is assembled
+    from every process's rows on the mesh (`jcnf.sharding.shard_batch`).
+
     Args:
       patches: high-resolution patches, uint8 [N, H, W, C].
-      batch_size: global batch size B.
+      batch_size: global batch size B, divisible by the number of processes
+        and of devices on the mesh.
       factor: downsampling factor f (H and W divisible by it).
       seed: shuffling seed.
       prefetch: batches kept in flight (>= 1).
@@ -44,8 +50,11 @@ class SuperResolutionBatches:
             raise ValueError(f"`patches` height and width must be divisible by `factor`={factor}; got shape "
                              f"{tuple(patches.shape)}.")
         check_int("prefetch", prefetch)
+        self._mesh = make_mesh() if mesh is None else mesh
+        # ArrayBatches checks the batch against the process count, this the device count.
         self._batches = ArrayBatches({"patch": patches}, batch_size, seed=seed)
-        self._sharding = batch_sharding(make_mesh() if mesh is None else mesh)
+        check_batch_size(batch_size, self._mesh)
+        self._sharding = batch_sharding(self._mesh)
         self._make = jax.jit(lambda x: make_pairs(x, factor), out_shardings=self._sharding)
         self._prefetch = prefetch
         self._queue: deque[tuple[dict, dict]] = deque()
@@ -53,7 +62,8 @@ class SuperResolutionBatches:
     def _fill(self) -> None:
         while len(self._queue) < self._prefetch:
             position = self._batches.get_state()
-            patch = jax.device_put(next(self._batches)["patch"], self._sharding)
+            # This process's rows of the global batch, placed on its devices of the global array.
+            patch = shard_batch(next(self._batches), self._mesh)["patch"]
             self._queue.append((position, self._make(patch)))
 
     def __iter__(self) -> "SuperResolutionBatches":

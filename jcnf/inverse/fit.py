@@ -47,7 +47,7 @@ from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs
 from jcnf.inverse.posterior_step import PosteriorStep, posterior_step
 from jcnf.inverse.precondition import precondition
-from jcnf.sharding import raw_key
+from jcnf.sharding import raw_key, shard_batch
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.loop import fit
 from jcnf.train.state import TrainState, state_from_params
@@ -65,6 +65,31 @@ class _ObservationStep(NamedTuple):
 
     def run(self, state: TrainState, batches: list[dict]) -> tuple[TrainState, dict]:
         return self.train.run(state, self.context, self.target, batches=batches)
+
+
+class _GlobalLatents:
+    """Batches {"z": [num_samples, *event]} of fixed latents as global arrays on the mesh, resumable.
+
+    Every process holds the same latents and the same shuffle (`ArrayBatches`
+    with one seed), takes its own rows of each batch, and `shard_batch`
+    assembles the global batch: the step sees num_samples latents, the same
+    ones as on one process.
+    """
+
+    def __init__(self, batches: ArrayBatches, mesh: Mesh):
+        self._batches, self._mesh = batches, mesh
+
+    def __iter__(self) -> "_GlobalLatents":
+        return self
+
+    def __next__(self) -> dict[str, Array]:
+        return shard_batch(next(self._batches), self._mesh)
+
+    def get_state(self) -> dict[str, int]:
+        return self._batches.get_state()
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self._batches.set_state(state)
 
 
 class ReverseKLResult(NamedTuple):
@@ -195,8 +220,8 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         batches = itertools.repeat({})
     else:
         latents = jax.random.normal(latent_rng, (num_latents * int(np.prod(event_shape)),))
-        batches = ArrayBatches({"z": np.asarray(latents).reshape((num_latents,) + event_shape)}, num_samples,
-                               seed=seed)
+        batches = _GlobalLatents(ArrayBatches({"z": np.asarray(latents).reshape((num_latents,) + event_shape)},
+                                              num_samples, seed=seed), step.mesh)
 
     eval_fn = None
     objective_rows = []

@@ -1,4 +1,4 @@
-"""`fit`: the training loop, with progress bar, JSON-lines metrics, hooks and checkpoints.
+"""`fit`: the training loop, with progress bar, JSON-lines (and TensorBoard) metrics, hooks and checkpoints.
 
 The inner loop only dispatches: `step(state, batch)` returns device arrays
 and the loop goes on to the next batch without waiting. The host reads
@@ -8,14 +8,13 @@ there too.
 
 Multi-host: every process runs `fit` with its own shard of the data (see
 `ArrayBatches`); only process 0 draws the progress bar and writes the
-metrics file; all processes take part in checkpoints, evaluation and sample
+metrics files; all processes take part in checkpoints, evaluation and sample
 hooks (a hook that writes files should do so on process 0 only).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
@@ -36,6 +35,7 @@ from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.steps import mle_step
+from jcnf.train.writers import MetricsLog, TensorBoardLog
 
 
 class FitResult(NamedTuple):
@@ -52,34 +52,6 @@ class FitResult(NamedTuple):
 
 class TooManySkippedSteps(RuntimeError):
     """Raised by `fit` when too many consecutive steps had a non-finite loss or gradient."""
-
-
-class MetricsLog:
-    """Appends one JSON object per line to `path` (process 0 only).
-
-    On resume, records of steps after the restored checkpoint (written by the
-    interrupted run, then redone) are dropped, so each step appears once.
-    """
-
-    def __init__(self, path: Optional[str | os.PathLike], resume_step: int = 0):
-        self.path = None if path is None or jax.process_index() != 0 else os.fspath(path)
-        if self.path is None:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        if resume_step and os.path.exists(self.path):
-            with open(self.path) as lines:
-                kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            # Rewrite even when nothing is kept: every line may be newer than the checkpoint.
-            with open(self.path, "w") as out:
-                out.writelines(kept)
-        elif os.path.exists(self.path):
-            os.remove(self.path)
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Appends one record as a JSON line (process 0 only)."""
-        if self.path is not None:
-            with open(self.path, "a") as out:
-                out.write(json.dumps(record) + "\n")
 
 
 def _window_mean(window: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -118,8 +90,9 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         eval_fn: Optional[Callable[[TrainState], Mapping[str, float]]] = None, eval_every: int = 1000,
         sample_fn: Optional[Callable[[TrainState, int], None]] = None, sample_every: int = 1000,
         checkpoint_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 1000, keep: int = 3,
-        metrics_path: Optional[str | os.PathLike] = None, log_every: int = 100,
-        max_consecutive_skips: int = 20, progress: bool = True, steps_per_dispatch: int = 1) -> FitResult:
+        metrics_path: Optional[str | os.PathLike] = None, tensorboard_dir: Optional[str | os.PathLike] = None,
+        log_every: int = 100, max_consecutive_skips: int = 20, progress: bool = True,
+        steps_per_dispatch: int = 1) -> FitResult:
     """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     The simplest call trains a flow by maximum likelihood on arrays:
@@ -150,6 +123,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       checkpoint_dir: save a checkpoint every `checkpoint_every` steps and at
         the end, keeping the last `keep`.
       metrics_path: JSON-lines file of logged records.
+      tensorboard_dir: also write the logged records as TensorBoard scalars
+        there (process 0; needs `tensorboardX`, the `tensorboard` extra).
       log_every: steps between metric fetches (the loop's only host syncs besides the
         eval, sample and checkpoint periods).
       max_consecutive_skips: raise `TooManySkippedSteps` when, at a log
@@ -209,7 +184,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             consumed = int(data_state.get("consumed", 0))
             _fast_forward(batches, consumed)
     start = int(state.step)
-    log = MetricsLog(metrics_path, resume_step=start)
+    writers = [MetricsLog(metrics_path, resume_step=start), TensorBoardLog(tensorboard_dir, resume_step=start)]
     history: list[dict[str, Any]] = []
 
     def data_position() -> dict:
@@ -217,7 +192,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
 
     def record(values: dict[str, Any]) -> None:
         history.append(values)
-        log.write(values)
+        for writer in writers:
+            writer.write(values)
 
     bar = progress_bar(steps, initial=start, log_every=log_every, disable=not progress or jax.process_index() != 0)
     window: list[dict[str, Array]] = []
@@ -285,6 +261,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             bar.update(size)
     finally:
         bar.close()
+        for writer in writers:
+            writer.close()
         if checkpointer is not None:
             checkpointer.close()
     return FitResult(state, history)
