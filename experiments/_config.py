@@ -1,4 +1,4 @@
-"""The experiments' command line: a config file, dotted overrides, an output directory, multi-host mode.
+r"""The experiments' command line: a config file, dotted overrides, an output directory, multi-host mode.
 
     python -m experiments.superres --config experiments/configs/superres.py:paper \\
         --config.train.steps=1000 --out gs://bucket/superres --distributed auto
@@ -89,7 +89,7 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
 
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """argv without its `--config.KEY[=VALUE]` arguments, and those as (KEY, VALUE) in order."""
+    """Argv without its `--config.KEY[=VALUE]` arguments, and those as (KEY, VALUE) in order."""
     rest, overrides, index = [], [], 0
     while index < len(argv):
         argument = argv[index]

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
     steps_per_epoch = config.data.pairs // config.train.batch
     schedule = optax.exponential_decay(config.train.lr, steps_per_epoch, 0.9, staircase=True)
-    low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)}, steps=config.train.epochs * steps_per_epoch,
+    low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)},
+                         steps=config.train.epochs * steps_per_epoch,
                          batch_size=config.train.batch, optimizer=optax.adam(schedule), seed=config.seed, log_every=100,
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"))
     amortized = low.params["flow"]
@@ -130,8 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
             **options) -> inverse.ReverseKLResult:
         options = {"eval_samples": config.vi.eval_samples, "seed": config.seed,
                    "metrics_path": name and _hosts.metrics_file(out, name), **options}
-        return inverse.fit_reverse_kl(model, params, y_obs, operator, config.data.noise_std, inverse.rosenbrock_log_prob,
-                                      steps=steps, step=step, num_latents=config.vi.latents, eval_every=config.vi.eval_every,
+        return inverse.fit_reverse_kl(model, params, y_obs, operator, config.data.noise_std,
+                                      inverse.rosenbrock_log_prob, steps=steps, step=step,
+                                      num_latents=config.vi.latents, eval_every=config.vi.eval_every,
                                       **options)
 
     def scratch_init(seed: int):

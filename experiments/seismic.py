@@ -62,14 +62,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Low fidelity: pairs (x, F^T y) from the "low" family; the flow sees the back-projection as context.
     operator = inverse.random_convolution_subsample(op_key, shape, config.data.keep)
-    x_low = seismic.whiten(seismic.synthetic_seismic_images(config.seed, config.data.train_images, config.data.size, "low"))
+    x_low = seismic.whiten(seismic.synthetic_seismic_images(config.seed, config.data.train_images, config.data.size,
+                                                            "low"))
     y_low = operator.apply(jnp.asarray(x_low))
     y_low = y_low + config.data.noise_low * jax.random.normal(noise_key, (y_low.size,)).reshape(y_low.shape)
     context_low = np.asarray(operator.adjoint(y_low))
     model = jcnf.ConditionalGlow(levels=config.model.levels, steps=config.model.flow_steps, hidden=config.model.hidden,
                                  context_features=config.model.context_features, encoder_blocks=1)
     low = jcnf.train.fit(model, {"value": x_low, "context": context_low}, steps=config.train.steps,
-                         batch_size=config.train.batch, optimizer=jcnf.train.default_optimizer(config.train.lr), seed=config.seed,
+                         batch_size=config.train.batch, optimizer=jcnf.train.default_optimizer(config.train.lr),
+                         seed=config.seed,
                          log_every=max(1, min(50, config.train.steps)),
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"))
     amortized = low.params["flow"]
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     def scratch_init(seed: int):
         """The same Glow freshly initialized (ActNorm on standard-normal values)."""
         rng = init_key if seed == 0 else jax.random.fold_in(init_key, seed)
-        value = jax.random.normal(rng, (config.train.batch * int(np.prod(shape)),)).reshape((config.train.batch,) + shape)
+        batch = config.train.batch
+        value = jax.random.normal(rng, (batch * int(np.prod(shape)),)).reshape((batch,) + shape)
         return model.init(rng, value, jnp.broadcast_to(context, (config.train.batch,) + shape))["params"]
 
     preconditioned, preconditioned_seconds = run("preconditioned", model, inverse.precondition(amortized),
@@ -118,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Runs annealed to lr 0 over their own budget; the final objective on a larger fixed set of latents.
     clock = time.time()
-    final_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (config.sweep.final_eval_samples * int(np.prod(shape)),))
-    final_z = final_z.reshape((config.sweep.final_eval_samples,) + shape)
+    final_count = config.sweep.final_eval_samples
+    final_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (final_count * int(np.prod(shape)),))
+    final_z = final_z.reshape((final_count,) + shape)
     starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
     sweep = budget_sweep(
         lambda method, budget, seed: run(None, model, starts[method](seed), budget, annealed[budget], eval_samples=0,

@@ -37,8 +37,15 @@ from jcnf import data as jdata
 from jcnf import metrics
 from jcnf.baselines import DiscretizedLogisticBaseline
 from jcnf.dequantize import VariationalDequantizer
-from jcnf.train import (count_params, default_optimizer, fit, mle_eval_step, no_dequantization, sample_step,
-                        uniform_dequantization)
+from jcnf.train import (
+    count_params,
+    default_optimizer,
+    fit,
+    mle_eval_step,
+    no_dequantization,
+    sample_step,
+    uniform_dequantization,
+)
 
 TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
 
@@ -70,7 +77,10 @@ def load_patches(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def matched_baseline(model, target: int, example: dict) -> DiscretizedLogisticBaseline:
-    """The baseline whose head width gives the parameter count closest to `target` (bisection; `model`: config.model)."""
+    """The baseline whose head width gives the parameter count closest to `target` (bisection).
+
+    `model` is config.model.
+    """
     def make(hidden: int) -> DiscretizedLogisticBaseline:
         return DiscretizedLogisticBaseline(hidden=hidden, head_blocks=2, num_mixtures=model.mixtures,
                                            context_features=model.context_features,

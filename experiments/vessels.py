@@ -37,7 +37,6 @@ from jcnf.baselines import FactorizedBernoulli
 from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
 from jcnf.dequantize import BinaryDequantizer, binarize
 
-
 # --------------------------------------------------------------------------
 # Data.
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Configs of experiments.demo: a ConditionalRealNVP on the bimodal ring.
 
-    default  the main job's run on a CPU (1500 steps, about a minute)
-    smoke    400 steps: enough to beat the Gaussian baseline, seconds long
+default  the main job's run on a CPU (1500 steps, about a minute)
+smoke    400 steps: enough to beat the Gaussian baseline, seconds long
 """
 
 from __future__ import annotations

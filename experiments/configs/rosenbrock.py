@@ -1,10 +1,10 @@
 """Configs of experiments.rosenbrock: preconditioned vs from-scratch VI on the 2D Rosenbrock problem.
 
-    default  the paper's problem and budgets (Siahkoohi et al. 2021, section 2) plus the
-             annealed budget sweep, on a CPU in minutes
-    paper    the paper's settings alone: 5000 pairs, batch 64, 25 epochs at lr 1e-3 x0.9 per
-             epoch, 80 preconditioned vs 400 from-scratch iterations (no longer scratch run, no sweep)
-    smoke    seconds long, for the tests
+default  the paper's problem and budgets (Siahkoohi et al. 2021, section 2) plus the
+annealed budget sweep, on a CPU in minutes
+paper    the paper's settings alone: 5000 pairs, batch 64, 25 epochs at lr 1e-3 x0.9 per
+epoch, 80 preconditioned vs 400 from-scratch iterations (no longer scratch run, no sweep)
+smoke    seconds long, for the tests
 """
 
 from __future__ import annotations

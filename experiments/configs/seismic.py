@@ -1,9 +1,9 @@
 """Configs of experiments.seismic: preconditioned VI for seismic compressed sensing with a conditional Glow.
 
-    default  32x32 sections, a small Glow, on a CPU in minutes
-    paper    Siahkoohi et al. (2021): 256x256 sections, a conditional flow of depth 12
-             (4 levels x 3 steps) and hidden width 64, longer training (a GPU)
-    smoke    seconds long, for the tests
+default  32x32 sections, a small Glow, on a CPU in minutes
+paper    Siahkoohi et al. (2021): 256x256 sections, a conditional flow of depth 12
+(4 levels x 3 steps) and hidden width 64, longer training (a GPU)
+smoke    seconds long, for the tests
 """
 
 from __future__ import annotations

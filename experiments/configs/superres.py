@@ -1,9 +1,9 @@
 """Configs of experiments.superres: x2 super-resolution, conditional Glow vs a factorized logistic baseline.
 
-    default  patches of the embedded sample photographs, a small Glow, on a CPU in minutes
-    paper    Winkler et al. (2019): ImageNet32 from tfds, 3 levels of 8 steps, hidden 512,
-             context features 128, 16 encoder blocks, batch 64, lr 2e-4 (accelerators)
-    smoke    seconds long, for the tests
+default  patches of the embedded sample photographs, a small Glow, on a CPU in minutes
+paper    Winkler et al. (2019): ImageNet32 from tfds, 3 levels of 8 steps, hidden 512,
+context features 128, 16 encoder blocks, batch 64, lr 2e-4 (accelerators)
+smoke    seconds long, for the tests
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Configs of experiments.vessels: retinal vessel segmentation, conditional Glow vs a factorized Bernoulli.
 
-    default  synthetic fundus images, on a CPU in minutes
-    paper    DRIVE (data.source "drive"; set data.drive_dir to the folder holding DRIVE.zip),
-             128-pixel crops, 3 levels of 8 steps, hidden 128, 100 samples per image (a GPU)
-    smoke    seconds long, for the tests
+default  synthetic fundus images, on a CPU in minutes
+paper    DRIVE (data.source "drive"; set data.drive_dir to the folder holding DRIVE.zip),
+128-pixel crops, 3 levels of 8 steps, hidden 128, 100 samples per image (a GPU)
+smoke    seconds long, for the tests
 """
 
 from __future__ import annotations
