@@ -17,13 +17,12 @@ training with b iterations?
 
 from __future__ import annotations
 
-import argparse
-import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+from etils import epath
 
-from experiments._figures import pyplot
+from experiments._figures import pyplot, save
 from jcnf._checks import check_int
 
 
@@ -148,30 +147,15 @@ def budget_sweep(train: Callable[[str, int, int], Any], evaluate: Callable[[Any]
     return result
 
 
-def add_budget_args(parser: argparse.ArgumentParser, preconditioned: str, scratch: str, seeds: int) -> None:
-    """--sweep-preconditioned, --sweep-scratch (comma-separated budgets) and --sweep-seeds."""
-    parser.add_argument("--sweep-preconditioned", default=preconditioned,
-                        help="budgets (iterations) of preconditioned runs annealed to lr 0 (matched-quality "
-                             "speed-up); an empty string skips the sweep")
-    parser.add_argument("--sweep-scratch", default=scratch, help="budgets of annealed runs from scratch")
-    parser.add_argument("--sweep-seeds", type=int, default=seeds,
-                        help="seeds per budget (--smoke and --paper set their own budgets and seeds)")
-
-
-def parse_budget_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Turns the two budget flags into sorted lists of ints in place; a parser error naming a bad flag."""
-    for name in ("sweep_preconditioned", "sweep_scratch"):
-        text = getattr(args, name)
-        try:
-            budgets = sorted({int(part) for part in text.split(",")}) if text.strip() else []
-        except ValueError:
-            budgets = [0]
-        if budgets and budgets[0] < 1:
-            parser.error(f"--{name.replace('_', '-')} must be comma-separated positive iteration counts; got {text!r}")
-        setattr(args, name, budgets)
-    if bool(args.sweep_preconditioned) != bool(args.sweep_scratch) or args.sweep_seeds < 1:
-        parser.error("--sweep-preconditioned and --sweep-scratch must both be given (or both empty) and "
-                     f"--sweep-seeds >= 1; got {args.sweep_preconditioned}, {args.sweep_scratch}, {args.sweep_seeds}")
+def check_sweep(sweep) -> None:
+    """A ValueError unless `sweep` (config.sweep) has positive budgets for both methods, or none, and seeds >= 1."""
+    for name in ("preconditioned", "scratch"):
+        budgets = tuple(sweep[name])
+        if not all(isinstance(b, int) and b >= 1 for b in budgets):
+            raise ValueError(f"`sweep.{name}` must be positive iteration counts; got {budgets}.")
+    if bool(sweep.preconditioned) != bool(sweep.scratch) or sweep.seeds < 1:
+        raise ValueError("`sweep.preconditioned` and `sweep.scratch` must both be given (or both empty) and "
+                         f"`sweep.seeds` >= 1; got {sweep.preconditioned}, {sweep.scratch}, {sweep.seeds}.")
 
 
 def plot_budgets(out: str, sweep: dict, ylabel: str, log_y: bool = True) -> None:
@@ -195,6 +179,4 @@ def plot_budgets(out: str, sweep: dict, ylabel: str, log_y: bool = True) -> None
     ax.set_ylabel(ylabel)
     ax.set_title("what each budget buys")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "budget_sweep.png"), dpi=120)
-    plt.close(fig)
+    save(fig, epath.Path(out) / "budget_sweep.png", dpi=120)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
+import jax
 import numpy as np
+from etils import epath
 
 
 def pyplot():
@@ -17,14 +20,16 @@ def pyplot():
     return plt
 
 
-def save(fig, path: str, dpi: int = 110) -> None:
-    """Lays out, writes and closes `fig`."""
+def save(fig, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Lays out and closes `fig`; process 0 writes it as a PNG at `path` (a local or gs:// path)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    if jax.process_index() == 0:
+        with epath.Path(path).open("wb") as f:
+            fig.savefig(f, dpi=dpi, format="png")
     pyplot().close(fig)
 
 
-def image_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str, cmap: str = "gray",
+def image_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | os.PathLike, cmap: str = "gray",
                panel_size: tuple[float, float] = (1.6, 1.7), fontsize: int = 8, dpi: int = 110) -> None:
     """Writes rows of image panels side by side, without axes.
 

@@ -7,13 +7,15 @@ likelihood and reports held-out log-likelihood against a conditional
 Gaussian baseline fitted in closed form, plus a sample check.
 
     python -m experiments.demo --out out/demo
+
+Settings: experiments/configs/demo.py (default, smoke); `--config.KEY=VALUE` overrides one. The
+model is small enough for one device: on a multi-process job every process trains the same copy and
+process 0 writes the outputs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 
 import jax
@@ -22,6 +24,8 @@ import numpy as np
 import optax
 
 import jcnf
+from experiments import _hosts
+from experiments._config import parse_command_line
 from jcnf._progress import progress_bar
 
 
@@ -47,20 +51,19 @@ def gaussian_baseline_log_prob(train: dict, test: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="out/demo")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    command = parse_command_line(argv, "demo", __doc__)
+    _hosts.start(command.distributed)
+    config = command.config
+    steps, batch_size = config.train.steps, config.train.batch
+    out = _hosts.output_dir(command.out)
 
-    rng = np.random.default_rng(args.seed)
-    train, test = make_ring_pairs(rng, 20000), make_ring_pairs(rng, 4000)
-    model = jcnf.ConditionalRealNVP(layers=8, hidden=64)
-    key = jax.random.PRNGKey(args.seed)
-    variables = jax.jit(model.init)(key, train["value"][:args.batch], train["context"][:args.batch])
-    optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(optax.cosine_decay_schedule(3e-3, args.steps)))
+    rng = np.random.default_rng(config.seed)
+    train, test = make_ring_pairs(rng, config.data.train_pairs), make_ring_pairs(rng, config.data.test_pairs)
+    model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
+    key = jax.random.PRNGKey(config.seed)
+    variables = jax.jit(model.init)(key, train["value"][:batch_size], train["context"][:batch_size])
+    optimizer = optax.chain(optax.clip_by_global_norm(config.train.clip_norm),
+                            optax.adam(optax.cosine_decay_schedule(config.train.lr, steps)))
     params, opt_state = variables["params"], optimizer.init(variables["params"])
 
     @jax.jit
@@ -73,9 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
     evaluate = jax.jit(lambda p, v, c: jnp.mean(model.apply({"params": p}, v, c)))
     initial = float(evaluate(params, test["value"], test["context"]))
     start = time.time()
-    bar = progress_bar(args.steps, desc="demo", log_every=250)
-    for i in range(args.steps):
-        index = rng.integers(0, len(train["value"]), args.batch)
+    bar = progress_bar(steps, desc="demo", log_every=250, disable=not _hosts.is_writer())
+    for i in range(steps):
+        index = rng.integers(0, len(train["value"]), batch_size)
         params, opt_state, loss = step(params, opt_state, {k: v[index] for k, v in train.items()})
         if (i + 1) % 250 == 0:  # the loss of the step each printed line reports
             bar.set_postfix(nll=f"{float(loss):.3f}")
@@ -94,9 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": time.time() - start,
         "device": str(jax.devices()[0]),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
+    _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        print(json.dumps(results, indent=2))
     return results
 
 

@@ -2,8 +2,9 @@
 
     python -m experiments.main --out out
 
-Each experiment writes results.json and its figures under OUT/<name>/; a
-summary of all of them goes to OUT/summary.json.
+Each experiment runs its default config (experiments/configs/<name>.py:default)
+and writes results.json, config.json and its figures under OUT/<name>/; a
+summary of all of them goes to OUT/summary.json (process 0 writes it).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import time
+
+from etils import epath
+
+from experiments import _hosts
 
 # (name, module): each module has main(argv) -> results dict and a default
 # configuration small enough for a CPU in minutes.
@@ -29,7 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out")
     parser.add_argument("--only", nargs="*", help="run only these experiments")
+    parser.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
+                        help="join a multi-process job (see each experiment's --distributed)")
     args = parser.parse_args(argv)
+    _hosts.start(args.distributed)  # once, before any JAX call; the experiments then find the job joined
     summary = {}
     for name, module_name in EXPERIMENTS:
         if args.only and name not in args.only:
@@ -42,13 +49,13 @@ def main(argv: list[str] | None = None) -> dict:
             continue  # that experiment has not landed yet
         print(f"\n=== {name} ===", flush=True)
         start = time.time()
-        results = module.main(["--out", os.path.join(args.out, name)])
+        results = module.main(["--out", str(epath.Path(args.out) / name), "--distributed", args.distributed])
         summary[name] = {"seconds": round(time.time() - start, 1), "results": results}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    print(f"\nwrote {os.path.join(args.out, 'summary.json')}: " + ", ".join(
-        f"{name} ({entry['seconds']} s)" for name, entry in summary.items()))
+    if _hosts.is_writer():
+        out = _hosts.output_dir(args.out)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        print(f"\nwrote {out / 'summary.json'}: " + ", ".join(
+            f"{name} ({entry['seconds']} s)" for name, entry in summary.items()))
     return summary
 
 

@@ -14,13 +14,14 @@ each of several budgets, and the speed-up at matched exact KL is reported
 (`annealed_budgets` in results.json, budget_sweep.png).
 
     python -m experiments.rosenbrock --out out/rosenbrock
+    python -m experiments.rosenbrock --config experiments/configs/rosenbrock.py:paper --out out/rosenbrock_paper
+
+Settings: experiments/configs/rosenbrock.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 
 import jax
@@ -28,12 +29,16 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
+from etils import epath
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments._budgets import add_budget_args, budget_sweep, parse_budget_args, plot_budgets  # noqa: E402
+from experiments import _hosts  # noqa: E402
+from experiments._budgets import budget_sweep, check_sweep, plot_budgets  # noqa: E402
+from experiments._config import parse_command_line  # noqa: E402
+from experiments._figures import save  # noqa: E402
 from experiments._grid_posterior import GridPosterior, grid_posterior, kl_from_samples_to_grid  # noqa: E402
 from experiments._speedup import speedup  # noqa: E402
 from jcnf import inverse  # noqa: E402
@@ -66,42 +71,6 @@ def paper_toy_operator() -> inverse.LinearOperator:
     return rosenbrock_operator(jax.random.PRNGKey(PAPER_TOY_SEED))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="out/rosenbrock")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise-std", type=float, default=0.4)
-    parser.add_argument("--pairs", type=int, default=5000, help="low-fidelity training pairs")
-    parser.add_argument("--epochs", type=int, default=25, help="low-fidelity epochs (lr x0.9 per epoch)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--latents", type=int, default=1000, help="fixed latents of reverse-KL training")
-    parser.add_argument("--preconditioned-steps", type=int, default=80)
-    parser.add_argument("--scratch-steps", type=int, default=400, help="the paper's from-scratch budget")
-    parser.add_argument("--scratch-max-steps", type=int, default=2000,
-                        help="longer scratch run that measures the steps to match the preconditioned objective")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--eval-samples", type=int, default=4096)
-    parser.add_argument("--smooth", type=int, default=3,
-                        help="evaluations averaged before comparing objectives (speed-up)")
-    add_budget_args(parser, preconditioned="10,20,40,80", scratch="20,40,80,160,400", seeds=2)
-    parser.add_argument("--kl-latents", type=int, default=65536,
-                        help="latents of the exact-KL estimate (objective + log Z) at the end of each sweep run")
-    parser.add_argument("--samples", type=int, default=20000, help="posterior samples per flow for the metrics")
-    parser.add_argument("--grid", type=int, default=512, help="reference grid cells per axis")
-    parser.add_argument("--smoke", action="store_true", help="a seconds-long configuration for tests")
-    args = parser.parse_args(argv)
-    parse_budget_args(parser, args)
-    if args.smoke:
-        args.pairs, args.epochs, args.layers, args.hidden = 512, 2, 1, 8
-        args.preconditioned_steps, args.scratch_steps, args.scratch_max_steps = 10, 50, 50
-        args.latents, args.eval_samples, args.samples, args.grid = 256, 256, 2000, 128
-        args.sweep_preconditioned, args.sweep_scratch, args.sweep_seeds, args.kl_latents = [5], [5, 10], 1, 4096
-    return args
-
-
 def reference_posterior(log_density, resolution: int) -> GridPosterior:
     """The exact posterior on a grid: a wide coarse pass finds it, a fine grid of +-7 std holds it."""
     coarse = grid_posterior(log_density, ((-6.0, 6.0), (-4.0, 16.0)), 256)
@@ -120,89 +89,95 @@ def sample_metrics(samples: np.ndarray, reference: GridPosterior) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    command = parse_command_line(argv, "rosenbrock", __doc__)
+    _hosts.start(command.distributed)
+    config = command.config
+    check_sweep(config.sweep)
+    out = _hosts.output_dir(command.out)
     start = time.time()
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.PRNGKey(config.seed)
     prior_key, noise_key, obs_key, init_key, sample_key = jax.random.split(key, 5)
 
     # Low fidelity: denoising pairs from the prior.
-    x = inverse.rosenbrock_sample(prior_key, args.pairs)
-    y = x + args.noise_std * jax.random.normal(noise_key, (2 * args.pairs,)).reshape(args.pairs, 2)
-    model = jcnf.ConditionalRealNVP(layers=args.layers, hidden=args.hidden)
-    steps_per_epoch = args.pairs // args.batch
-    schedule = optax.exponential_decay(args.lr, steps_per_epoch, 0.9, staircase=True)
-    low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)}, steps=args.epochs * steps_per_epoch,
-                         batch_size=args.batch, optimizer=optax.adam(schedule), seed=args.seed, log_every=100,
-                         metrics_path=os.path.join(args.out, "low_fidelity_metrics.jsonl"))
+    x = inverse.rosenbrock_sample(prior_key, config.data.pairs)
+    y = x + config.data.noise_std * jax.random.normal(noise_key, (2 * config.data.pairs,)).reshape(config.data.pairs, 2)
+    model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
+    steps_per_epoch = config.data.pairs // config.train.batch
+    schedule = optax.exponential_decay(config.train.lr, steps_per_epoch, 0.9, staircase=True)
+    low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)},
+                         steps=config.train.epochs * steps_per_epoch,
+                         batch_size=config.train.batch, optimizer=optax.adam(schedule), seed=config.seed, log_every=100,
+                         metrics_path=_hosts.metrics_file(out, "low_fidelity"))
     amortized = low.params["flow"]
     low_seconds = time.time() - start
 
     # High fidelity: one observation through the paper's A.
     operator = paper_toy_operator()
     x_true = jnp.array([X_TRUE])
-    y_obs = operator.apply(x_true)[0] + args.noise_std * jax.random.normal(obs_key, (2,))
-    log_posterior = inverse.posterior_log_density(operator, y_obs, args.noise_std, inverse.rosenbrock_log_prob)
-    reference = reference_posterior(log_posterior, args.grid)
+    y_obs = operator.apply(x_true)[0] + config.data.noise_std * jax.random.normal(obs_key, (2,))
+    log_posterior = inverse.posterior_log_density(operator, y_obs, config.data.noise_std, inverse.rosenbrock_log_prob)
+    reference = reference_posterior(log_posterior, config.eval.grid)
 
     def build_step(optimizer: optax.GradientTransformation) -> inverse.PosteriorStep:
-        return inverse.posterior_step(model, operator, args.noise_std, inverse.rosenbrock_log_prob,
-                                      num_samples=args.batch, optimizer=optimizer)
+        return inverse.posterior_step(model, operator, config.data.noise_std, inverse.rosenbrock_log_prob,
+                                      num_samples=config.train.batch, optimizer=optimizer)
 
     # Built once, each compiled once: every run below, whatever its start and seed, reuses one of these.
-    constant_rate = build_step(jcnf.train.default_optimizer(args.lr))
-    annealed = {budget: build_step(jcnf.train.default_optimizer(args.lr, total_steps=budget))
-                for budget in sorted(set(args.sweep_preconditioned) | set(args.sweep_scratch))}
+    constant_rate = build_step(jcnf.train.default_optimizer(config.vi.lr))
+    annealed = {budget: build_step(jcnf.train.default_optimizer(config.vi.lr, total_steps=budget))
+                for budget in sorted(set(config.sweep.preconditioned) | set(config.sweep.scratch))}
 
     def run(name, params, steps: int, step: inverse.PosteriorStep = constant_rate,
             **options) -> inverse.ReverseKLResult:
-        options = {"eval_samples": args.eval_samples, "seed": args.seed,
-                   "metrics_path": name and os.path.join(args.out, f"{name}_metrics.jsonl"), **options}
-        return inverse.fit_reverse_kl(model, params, y_obs, operator, args.noise_std, inverse.rosenbrock_log_prob,
-                                      steps=steps, step=step, num_latents=args.latents, eval_every=args.eval_every,
+        options = {"eval_samples": config.vi.eval_samples, "seed": config.seed,
+                   "metrics_path": name and _hosts.metrics_file(out, name), **options}
+        return inverse.fit_reverse_kl(model, params, y_obs, operator, config.data.noise_std,
+                                      inverse.rosenbrock_log_prob, steps=steps, step=step,
+                                      num_latents=config.vi.latents, eval_every=config.vi.eval_every,
                                       **options)
 
     def scratch_init(seed: int):
         """The same network freshly initialized (ActNorm on standard-normal values)."""
         rng = init_key if seed == 0 else jax.random.fold_in(init_key, seed)
-        value = jax.random.normal(rng, (2 * args.batch,)).reshape(args.batch, 2)
-        return model.init(rng, value, jnp.broadcast_to(y_obs, (args.batch, 2)))["params"]
+        value = jax.random.normal(rng, (2 * config.train.batch,)).reshape(config.train.batch, 2)
+        return model.init(rng, value, jnp.broadcast_to(y_obs, (config.train.batch, 2)))["params"]
 
     clock = time.time()
-    preconditioned = run("preconditioned", inverse.precondition(amortized), args.preconditioned_steps)
+    preconditioned = run("preconditioned", inverse.precondition(amortized), config.vi.preconditioned_steps)
     preconditioned_seconds = time.time() - clock
     clock = time.time()
-    scratch = run("scratch", scratch_init(0), args.scratch_steps)
+    scratch = run("scratch", scratch_init(0), config.vi.scratch_steps)
     scratch_seconds = time.time() - clock
     # The longer run repeats the first scratch_steps exactly (same seed and latents) and goes on.
-    scratch_long = (scratch if args.scratch_max_steps <= args.scratch_steps
-                    else run("scratch_long", scratch_init(0), args.scratch_max_steps))
-    speed = speedup(preconditioned.objective_history, scratch_long.objective_history, window=args.smooth)
+    scratch_long = (scratch if config.vi.scratch_max_steps <= config.vi.scratch_steps
+                    else run("scratch_long", scratch_init(0), config.vi.scratch_max_steps))
+    speed = speedup(preconditioned.objective_history, scratch_long.objective_history, window=config.vi.smooth)
     log_z = float(reference.log_normalizer)  # KL(q || posterior) = objective + log Z
-    kl_latents = jax.random.normal(jax.random.PRNGKey(args.seed + 1), (2 * args.kl_latents,)).reshape(-1, 2)
+    kl_latents = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (2 * config.sweep.kl_latents,)).reshape(-1, 2)
     clock = time.time()
     # A constant-rate run ends on a plateau set by Adam's noise, so the crossing time above moves with that
     # noise. Runs annealed to lr 0 over their own budget end where the budget takes them instead.
     starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
     sweep = budget_sweep(
-        lambda method, budget, seed: run(None, starts[method](seed), budget, annealed[budget], seed=args.seed + seed,
+        lambda method, budget, seed: run(None, starts[method](seed), budget, annealed[budget], seed=config.seed + seed,
                                          eval_samples=0, progress=False).params,
         # KL(q || exact posterior)
-        lambda params: float(constant_rate.objective(params, kl_latents, y_obs[None], y_obs)) + log_z,
-        {"preconditioned": args.sweep_preconditioned, "scratch": args.sweep_scratch},
-        seeds=args.sweep_seeds) if args.sweep_preconditioned else None
+        lambda params: float(constant_rate.objective(_hosts.to_host(params), kl_latents, y_obs[None], y_obs)) + log_z,
+        {"preconditioned": sorted(config.sweep.preconditioned), "scratch": sorted(config.sweep.scratch)},
+        seeds=config.sweep.seeds) if config.sweep.preconditioned else None
     sweep_seconds = time.time() - clock
 
-    context = jnp.broadcast_to(y_obs, (args.samples, 2))
+    context = jnp.broadcast_to(y_obs, (config.eval.samples, 2))
     sampler = jax.jit(lambda params, rng, context: model.apply({"params": params}, rng, context, method="sample"))
-    flows = {"amortized_low_fidelity": amortized, "preconditioned": preconditioned.params,
-             "scratch": scratch.params, "scratch_long": scratch_long.params}
+    # The trained parameters are replicated over the global mesh: one host copy, sampled on this process's device.
+    flows = _hosts.to_host({"amortized_low_fidelity": amortized, "preconditioned": preconditioned.params,
+                            "scratch": scratch.params, "scratch_long": scratch_long.params})
     samples = {name: np.asarray(sampler(params, sample_key, context)) for name, params in flows.items()}
-    samples["reference_grid"] = np.asarray(reference.sample(sample_key, args.samples))
+    samples["reference_grid"] = np.asarray(reference.sample(sample_key, config.eval.samples))
     metrics = {name: sample_metrics(s, reference) for name, s in samples.items()}
 
     results = {
-        "config": vars(args),
+        "config": config.to_dict(),
         "y_obs": np.asarray(y_obs).tolist(), "operator_A": np.asarray(operator.params["matrix"]).tolist(),
         "reference": {"mean": np.asarray(reference.mean).tolist(), "cov": np.asarray(reference.cov).tolist(),
                       "bounds": reference.bounds, "resolution": reference.resolution},
@@ -227,19 +202,19 @@ def main(argv: list[str] | None = None) -> dict:
                     "scratch": scratch_seconds, "annealed_budgets": sweep_seconds, "total": time.time() - start},
         "device": str(jax.devices()[0]),
     }
-    plot_curves(args.out, preconditioned, scratch_long, speed)
-    plot_samples(args.out, reference, samples)
+    plot_curves(out, preconditioned, scratch_long, speed)
+    plot_samples(out, reference, samples)
     if sweep:
-        plot_budgets(args.out, sweep, "KL(q || exact posterior), nats")
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
-    if sweep:
-        print(json.dumps(sweep["matched_speedup"], indent=2))
+        plot_budgets(out, sweep, "KL(q || exact posterior), nats")
+    _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
+        if sweep:
+            print(json.dumps(sweep["matched_speedup"], indent=2))
     return results
 
 
-def plot_curves(out: str, preconditioned, scratch, speed: dict) -> None:
+def plot_curves(out: epath.Path, preconditioned, scratch, speed: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, column, title in ((axes[0], "objective_history", "objective on fixed latents"),
                               (axes[1], "loss_history", "training loss (window mean)")):
@@ -253,12 +228,10 @@ def plot_curves(out: str, preconditioned, scratch, speed: dict) -> None:
         ax.set_ylim(lo - 0.5, lo + 15)
         ax.legend()
     axes[0].axhline(speed["target"], color="gray", ls=":", lw=1)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss_curves.png"), dpi=120)
-    plt.close(fig)
+    save(fig, out / "loss_curves.png", dpi=120)
 
 
-def plot_samples(out: str, reference, samples: dict) -> None:
+def plot_samples(out: epath.Path, reference, samples: dict) -> None:
     names = ["reference_grid", "amortized_low_fidelity", "preconditioned", "scratch"]
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), sharex=True, sharey=True)
     (lo1, hi1), (lo2, hi2) = reference.bounds
@@ -269,9 +242,7 @@ def plot_samples(out: str, reference, samples: dict) -> None:
         ax.set_title(name)
         ax.set_xlim(lo1, hi1)
         ax.set_ylim(lo2, hi2)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "posterior_samples.png"), dpi=100)
-    plt.close(fig)
+    save(fig, out / "posterior_samples.png", dpi=100)
 
 
 if __name__ == "__main__":

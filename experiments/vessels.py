@@ -10,15 +10,15 @@ sample by its precision and recall. Finally both models segment the fundus
 photograph scikit-image ships (no mask: a qualitative figure).
 
     python -m experiments.vessels --out out/vessels                     # synthetic, CPU, minutes
-    python -m experiments.vessels --data drive --drive-dir ~/downloads \\
-        --crop 128 --steps 20000 --hidden 128 --flow-steps 8 --levels 3   # DRIVE at full size, GPU
+    python -m experiments.vessels --config experiments/configs/vessels.py:paper \\
+        --config.data.drive_dir=~/downloads --out out/vessels_drive       # DRIVE at full size, GPU
+
+Settings: experiments/configs/vessels.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 
 import jax
@@ -29,41 +29,13 @@ from skimage import data as skdata
 from skimage import transform as sktransform
 
 import jcnf
+from experiments import _hosts
+from experiments._config import parse_command_line
 from experiments._figures import image_grid, pyplot, save
 from jcnf import metrics
 from jcnf.baselines import FactorizedBernoulli
 from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
 from jcnf.dequantize import BinaryDequantizer, binarize
-
-
-def _parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="out/vessels")
-    parser.add_argument("--data", choices=["synthetic", "drive"], default="synthetic")
-    parser.add_argument("--drive-dir", help="manual directory holding DRIVE.zip (with --data drive)")
-    parser.add_argument("--tfds-dir", help="tfds data_dir for the built DRIVE dataset")
-    parser.add_argument("--size", type=int, default=64, help="synthetic image size")
-    parser.add_argument("--train-images", type=int, default=256)
-    parser.add_argument("--test-images", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=32, help="training crop size (divisible by 2^levels)")
-    parser.add_argument("--crops", type=int, default=2048, help="training crops drawn from the training images")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--levels", type=int, default=2)
-    parser.add_argument("--flow-steps", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--context-features", type=int, default=16)
-    parser.add_argument("--encoder-blocks", type=int, default=2)
-    parser.add_argument("--dequantizer-hidden", type=int, default=16)
-    parser.add_argument("--baseline-features", type=int, default=32)
-    parser.add_argument("--baseline-blocks", type=int, default=4)
-    parser.add_argument("--positive-weight", type=float, default=1.0, help="baseline class weight of vessels")
-    parser.add_argument("--samples", type=int, default=32, help="samples per test image (100 in the paper)")
-    parser.add_argument("--retina-size", type=int, default=192, help="0 skips the real-retina figure")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
-
 
 # --------------------------------------------------------------------------
 # Data.
@@ -77,18 +49,21 @@ def _pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(array, pad)
 
 
-def _load(args) -> tuple[dict, dict]:
+def _load(config) -> tuple[dict, dict]:
     """Training crops {"value", "context"} and full test images {"value", "context", "fov", "image"}."""
-    rng = np.random.default_rng(args.seed)
-    if args.data == "synthetic":
-        train = synthetic_fundus(rng, args.train_images, args.size)
-        test = synthetic_fundus(rng, args.test_images, args.size)
+    data = config.data
+    rng = np.random.default_rng(config.seed)
+    if data.source not in ("synthetic", "drive"):
+        raise ValueError(f"`data.source` must be 'synthetic' or 'drive'; got {data.source!r}.")
+    if data.source == "synthetic":
+        train = synthetic_fundus(rng, data.train_images, data.size)
+        test = synthetic_fundus(rng, data.test_images, data.size)
     else:
         from jcnf.data.drive import load_drive
-        train = load_drive("train", args.tfds_dir, args.drive_dir)
-        test = load_drive("test", args.tfds_dir, args.drive_dir)
-        test = {key: value[:args.test_images] for key, value in test.items()}
-    multiple = 2 ** args.levels
+        train = load_drive("train", data.tfds_dir or None, data.drive_dir or None)
+        test = load_drive("test", data.tfds_dir or None, data.drive_dir or None)
+        test = {key: value[:data.test_images] for key, value in test.items()}
+    multiple = 2 ** config.model.levels
     prepared = []
     for split in (train, test):
         prepared.append({"value": _pad_to_multiple(split["vessels"] * split["fov"], multiple),
@@ -96,7 +71,7 @@ def _load(args) -> tuple[dict, dict]:
                          "fov": _pad_to_multiple(split["fov"], multiple).astype(bool),
                          "image": _pad_to_multiple(split["image"], multiple)})
     crops = random_crops(rng, {"value": prepared[0]["value"], "context": prepared[0]["context"]},
-                         args.crop, args.crops)
+                         data.crop, data.crops)
     return crops, prepared[1]
 
 
@@ -105,11 +80,12 @@ def _load(args) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------
 
 
-def _train(model, crops, args, out, name, dequantizer=None):
-    result = jcnf.train.fit(model, crops, steps=args.steps, batch_size=args.batch, seed=args.seed,
-                            optimizer=jcnf.train.default_optimizer(args.lr, warmup=min(100, args.steps // 10 + 1)),
-                            dequantizer=dequantizer, metrics_path=os.path.join(out, f"{name}_metrics.jsonl"),
-                            log_every=max(1, min(100, args.steps // 4)))
+def _train(model, crops, config, out, name, dequantizer=None):
+    train = config.train
+    result = jcnf.train.fit(model, crops, steps=train.steps, batch_size=train.batch, seed=config.seed,
+                            optimizer=jcnf.train.default_optimizer(train.lr, warmup=min(100, train.steps // 10 + 1)),
+                            dequantizer=dequantizer, metrics_path=_hosts.metrics_file(out, name),
+                            log_every=max(1, min(100, train.steps // 4)))
     return result.state, result.history
 
 
@@ -120,8 +96,9 @@ def _draws(sample, variables, context, num_samples, rng):
 
 def _flow_samples(model, flow_params, context, num_samples, rng):
     """Binarized flow samples [S, B, H, W, 1]."""
-    # The flow was trained on crops; the same parameters apply to whole images.
-    params = jcnf.flows.with_event_shape(model, flow_params, context.shape[1:3] + (1,))
+    # The flow was trained on crops; the same parameters apply to whole images. They are replicated over the
+    # global mesh: one host copy, sampled on this process's device.
+    params = jcnf.flows.with_event_shape(model, _hosts.to_host(flow_params), context.shape[1:3] + (1,))
     # Parameters and context are arguments, not closed-over constants, which
     # XLA would try to constant-fold through the whole network.
     sample = jax.jit(lambda params, key, context: binarize(model.apply({"params": params}, key, context,
@@ -247,33 +224,37 @@ def _figure_retina(image, flow_soft, flow_sample, baseline_soft, path):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = _parse(argv)
-    os.makedirs(args.out, exist_ok=True)
+    command = parse_command_line(argv, "vessels", __doc__)
+    _hosts.start(command.distributed)
+    config = command.config
+    model_config = config.model
+    out = _hosts.output_dir(command.out)
     start = time.time()
-    crops, test = _load(args)
+    crops, test = _load(config)
     labels, fov = test["value"] > 0.5, test["fov"]
 
-    flow = jcnf.ConditionalGlow(levels=args.levels, steps=args.flow_steps, hidden=args.hidden,
-                                context_features=args.context_features, encoder_blocks=args.encoder_blocks)
-    dequantizer = BinaryDequantizer(hidden=args.dequantizer_hidden)
-    baseline = FactorizedBernoulli(features=args.baseline_features, blocks=args.baseline_blocks,
-                                   hidden=args.baseline_features, positive_weight=args.positive_weight)
+    flow = jcnf.ConditionalGlow(levels=model_config.levels, steps=model_config.flow_steps, hidden=model_config.hidden,
+                                context_features=model_config.context_features,
+                                encoder_blocks=model_config.encoder_blocks)
+    dequantizer = BinaryDequantizer(hidden=model_config.dequantizer_hidden)
+    baseline = FactorizedBernoulli(features=model_config.baseline_features, blocks=model_config.baseline_blocks,
+                                   hidden=model_config.baseline_features, positive_weight=model_config.positive_weight)
 
     clock = time.time()
-    flow_state, flow_history = _train(flow, crops, args, args.out, "cnf", dequantizer)
+    flow_state, flow_history = _train(flow, crops, config, out, "cnf", dequantizer)
     flow_seconds = time.time() - clock
     clock = time.time()
-    baseline_state, baseline_history = _train(baseline, crops, args, args.out, "baseline")
+    baseline_state, baseline_history = _train(baseline, crops, config, out, "baseline")
     baseline_seconds = time.time() - clock
 
-    rng = jax.random.PRNGKey(args.seed + 1)
+    rng = jax.random.PRNGKey(config.seed + 1)
     sample_rng, baseline_rng, bound_rng, retina_rng = jax.random.split(rng, 4)
     context = jnp.asarray(test["context"])
-    flow_samples = _flow_samples(flow, flow_state.params["flow"], context, args.samples, sample_rng)
-    baseline_variables = {"params": baseline_state.params["flow"]}
+    flow_samples = _flow_samples(flow, flow_state.params["flow"], context, config.eval.samples, sample_rng)
+    baseline_variables = {"params": _hosts.to_host(baseline_state.params["flow"])}
     baseline_soft = np.asarray(baseline.apply(baseline_variables, context, method="probabilities"))
     draw = jax.jit(lambda variables, key, context: baseline.apply(variables, key, context, method="sample"))
-    baseline_samples = _draws(draw, baseline_variables, context, args.samples, baseline_rng)
+    baseline_samples = _draws(draw, baseline_variables, context, config.eval.samples, baseline_rng)
     flow_soft = flow_samples.mean(axis=0)
     soft_by_model = {"CNF": flow_soft, "factorized": baseline_soft}
     scores = {"CNF": _score(flow_soft, flow_samples, labels, fov),
@@ -283,23 +264,23 @@ def main(argv: list[str] | None = None) -> dict:
     test_bpp_cnf = _flow_test_bpp(flow, dequantizer, flow_state, test_batch, bound_rng)
     test_bpp_baseline = float(jcnf.train.mle_eval_step(baseline)(baseline_state, test_batch)["bits_per_dim"])
 
-    _figure_pr(soft_by_model, labels, fov, scores, os.path.join(args.out, "pr_curves.png"))
-    _figure_scatter(scores, os.path.join(args.out, "pr_scatter.png"))
-    _figure_samples(test, flow_samples, baseline_samples, os.path.join(args.out, "samples.png"))
-    _figure_soft(test, soft_by_model, os.path.join(args.out, "soft_images.png"))
-    if args.retina_size:
-        image, retina_fov = _real_retina(args.retina_size, 2 ** args.levels)
+    _figure_pr(soft_by_model, labels, fov, scores, out / "pr_curves.png")
+    _figure_scatter(scores, out / "pr_scatter.png")
+    _figure_samples(test, flow_samples, baseline_samples, out / "samples.png")
+    _figure_soft(test, soft_by_model, out / "soft_images.png")
+    if config.eval.retina_size:
+        image, retina_fov = _real_retina(config.eval.retina_size, 2 ** model_config.levels)
         retina_context = jnp.asarray(fundus_context(image, retina_fov))
-        retina_samples = _flow_samples(flow, flow_state.params["flow"], retina_context, min(args.samples, 16),
+        retina_samples = _flow_samples(flow, flow_state.params["flow"], retina_context, min(config.eval.samples, 16),
                                        retina_rng)
         retina_baseline = np.asarray(baseline.apply(baseline_variables, retina_context, method="probabilities"))
         mask = retina_fov[0, ..., 0]
         _figure_retina(image[0], retina_samples.mean(0)[0, ..., 0] * mask, retina_samples[0, 0, ..., 0] * mask,
-                       retina_baseline[0, ..., 0] * mask, os.path.join(args.out, "retina.png"))
+                       retina_baseline[0, ..., 0] * mask, out / "retina.png")
 
     cnf, fac = scores["CNF"], scores["factorized"]
     results = {
-        "config": {key: value for key, value in vars(args).items()},
+        "config": config.to_dict(),
         "test_bits_per_pixel": {"CNF_negative_elbo": test_bpp_cnf, "factorized_nll": test_bpp_baseline},
         "train_bits_per_pixel_last": {"CNF": flow_history[-1].get("bits_per_dim") if flow_history else None,
                                       "factorized": baseline_history[-1].get("bits_per_dim")
@@ -320,10 +301,10 @@ def main(argv: list[str] | None = None) -> dict:
         "total_seconds": time.time() - start,
         "device": str(jax.devices()[0]),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
-    print(json.dumps({key: results[key] for key in ("test_bits_per_pixel", "scores", "claims", "total_seconds")},
-                     indent=2, default=float))
+    _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        print(json.dumps({key: results[key] for key in ("test_bits_per_pixel", "scores", "claims", "total_seconds")},
+                         indent=2, default=float))
     return results
 
 

@@ -6,7 +6,7 @@ from experiments import demo
 
 
 def test_demo_beats_gaussian_baseline_and_samples_on_the_ring(tmp_path):
-    results = demo.main(["--out", str(tmp_path), "--steps", "400"])
+    results = demo.main(["--config", "experiments/configs/demo.py:smoke", "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "results.json").read_text())
     ll = on_disk["test_log_likelihood_nats"]
     # The ring with two angular modes is far from Gaussian: after 400 steps the

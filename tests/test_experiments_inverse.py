@@ -6,11 +6,14 @@ import numpy as np
 
 from experiments import rosenbrock, seismic
 
+SMOKE = "experiments/configs/{}.py:smoke"
+
 
 def test_rosenbrock_smoke_writes_results_and_figures(tmp_path):
-    results = rosenbrock.main(["--out", str(tmp_path), "--smoke"])
+    results = rosenbrock.main(["--config", SMOKE.format("rosenbrock"), "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["speedup"] == results["speedup"]
+    assert json.loads((tmp_path / "config.json").read_text())["vi"]["preconditioned_steps"] == 10
     for name in ("loss_curves.png", "posterior_samples.png", "preconditioned_metrics.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
     metrics = on_disk["posterior_metrics"]
@@ -28,7 +31,7 @@ def test_rosenbrock_smoke_writes_results_and_figures(tmp_path):
 
 
 def test_seismic_smoke_writes_results_and_figures(tmp_path):
-    results = seismic.main(["--out", str(tmp_path), "--smoke"])
+    results = seismic.main(["--config", SMOKE.format("seismic"), "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["speedup"] == results["speedup"]
     for name in ("loss_curves.png", "posterior.png", "scratch_metrics.jsonl"):

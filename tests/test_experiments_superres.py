@@ -7,7 +7,7 @@ from experiments import superres
 
 
 def test_smoke_run_writes_results_and_figure(tmp_path):
-    results = superres.main(["--out", str(tmp_path), "--smoke"])
+    results = superres.main(["--config", "experiments/configs/superres.py:smoke", "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["cnf"]["test_bits_per_dim"] == results["cnf"]["test_bits_per_dim"]
     assert (tmp_path / "samples.png").stat().st_size > 1000

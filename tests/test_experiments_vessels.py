@@ -6,11 +6,7 @@ from experiments import vessels
 
 
 def test_vessels_smoke_writes_results_and_figures(tmp_path):
-    results = vessels.main(["--out", str(tmp_path), "--steps", "30", "--train-images", "8", "--test-images", "2",
-                            "--size", "32", "--crop", "16", "--crops", "64", "--batch", "8", "--levels", "1",
-                            "--flow-steps", "1", "--hidden", "8", "--context-features", "4",
-                            "--encoder-blocks", "1", "--dequantizer-hidden", "4", "--baseline-features", "8",
-                            "--baseline-blocks", "1", "--samples", "4", "--retina-size", "32"])
+    results = vessels.main(["--config", "experiments/configs/vessels.py:smoke", "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "results.json").read_text())
     for name in ("pr_curves", "pr_scatter", "samples", "soft_images", "retina"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
