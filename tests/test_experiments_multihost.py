@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "experiments", "configs", "rosenbrock.py") + ":smoke"
@@ -47,8 +46,6 @@ def _numbers(tree, prefix=""):
     return {prefix: float(tree)} if isinstance(tree, (int, float)) and tree is not None else {}
 
 
-@pytest.mark.xfail(strict=True, reason="fit_reverse_kl hands each process num_samples / process_count latents "
-                   "(ArrayBatches' local share), which the reverse-KL step rejects as too few rows")
 def test_rosenbrock_two_processes_match_one_process(tmp_path):
     single = tmp_path / "single"
     subprocess.run(_command(str(single), "off"), check=True, timeout=300, cwd=ROOT, env=_env(4),
