@@ -12,6 +12,7 @@ from scipy.special import expit
 from conftest import perturb
 from jcnf.baselines import (DiscretizedLogisticBaseline, discretized_logistic_log_prob, mixture_log_prob,
                             mixture_mode, mixture_sample)
+from jcnf.nets import upsample_context
 
 
 def _reference_log_prob(level, num_bins, mean, scale):
@@ -135,6 +136,23 @@ def test_model_shapes_mode_sample_and_context_dependence():
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.parametrize("skip", ["backprojected", "nearest"])
+def test_context_skip_puts_the_means_at_the_chosen_upsampling(skip):
+    model = _tiny_model(skip=skip)
+    value = jnp.zeros((2, 4, 4, 1))
+    context = jax.random.uniform(jax.random.PRNGKey(0), (2, 2, 2, 1), maxval=0.99)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), value, context)["params"]
+    # With the output layer zeroed the means are the skip alone.
+    head = sorted(name for name in params if name.startswith("Conv_"))[-1]
+    params = {**params, head: jax.tree.map(jnp.zeros_like, params[head])}
+    means = jax.jit(lambda c: model.apply({"params": params}, c, method="mixture_params"))(context)[1]
+    expected = upsample_context(context, value.shape, skip)[..., None]
+    # The same float32 upsampling, broadcast over the mixture components.
+    np.testing.assert_allclose(np.asarray(means), np.asarray(jnp.broadcast_to(expected, means.shape)), atol=1e-6)
+    other = upsample_context(context, value.shape, "nearest" if skip == "backprojected" else "backprojected")
+    assert float(jnp.max(jnp.abs(other[..., None] - expected))) > 1e-2
+
+
 def test_bad_inputs_raise_clear_errors():
     model = _tiny_model()
     variables, value, context = _tiny_init(model)
@@ -146,6 +164,8 @@ def test_bad_inputs_raise_clear_errors():
         model.apply(variables, value, context[:1])
     with pytest.raises(ValueError, match="context_skip"):
         _tiny_model().init(jax.random.PRNGKey(0), value, jnp.zeros((2, 1, 1, 2)))
+    with pytest.raises(ValueError, match="`skip` must be one of"):
+        _tiny_model(skip="bicubic").init(jax.random.PRNGKey(0), value, context)
     with pytest.raises(ValueError, match="even"):
         _tiny_model().init(jax.random.PRNGKey(0), jnp.zeros((2, 3, 3, 1)), jnp.zeros((2, 1, 1, 1)))
     with pytest.raises(ValueError, match="integer factor"):

@@ -26,7 +26,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.bijectors.squeeze import unsqueeze2x2
 from jcnf.flows.base import make_shape_marker
-from jcnf.nets.context import resize_context
+from jcnf.nets.context import SKIPS, upsample_context
 from jcnf.nets.encoder import ContextEncoder, ResidualBlock
 
 # A logistic narrower than e^-7 (~1/1100 of the unit range, a quarter of an
@@ -137,9 +137,9 @@ class DiscretizedLogisticBaseline(nn.Module):
     first level); a convolutional head of `head_blocks` residual blocks of
     width `hidden` predicts the parameters of the four sub-pixels of each
     2x2 block, which a depth-to-space puts at full resolution. With
-    `context_skip`, the means are offsets from the context resized to full
-    resolution, so a fresh model already predicts the nearest-neighbour
-    upsampling.
+    `context_skip`, the means are offsets from the context upsampled to full
+    resolution by `skip` (that of `jcnf.SuperResolutionGlow`), so a fresh
+    model already predicts that upsampling.
 
     Methods follow the flows': `log_prob(value, context)` [B] in nats (of the
     discrete value; no dequantization, no correction), `sample(rng, context,
@@ -154,8 +154,11 @@ class DiscretizedLogisticBaseline(nn.Module):
       context_features: channels of the encoder's features.
       encoder_blocks: residual blocks of the encoder.
       num_bins: discrete levels of the data (256 for 8-bit).
-      context_skip: add the resized context to the means (needs as many
+      context_skip: add the upsampled context to the means (needs as many
         context channels as value channels).
+      skip: the upsampling of `context_skip`, "backprojected" (bicubic,
+        block means corrected; `jcnf.nets.backprojected_upsample`) or
+        "nearest".
       dtype: computation dtype of the networks.
     """
 
@@ -166,6 +169,7 @@ class DiscretizedLogisticBaseline(nn.Module):
     encoder_blocks: int = 2
     num_bins: int = 256
     context_skip: bool = True
+    skip: str = "backprojected"
     dtype: Optional[jnp.dtype] = None
 
     def _check(self, value: Optional[Array], context: Array, event_shape: tuple[int, ...]) -> None:
@@ -180,6 +184,8 @@ class DiscretizedLogisticBaseline(nn.Module):
         if height % ch or width % cw or height // ch != width // cw:
             raise ValueError(f"`context` must be the value's resolution {height}x{width} divided by one integer "
                              f"factor; got {_checks.describe(context)}.")
+        if self.skip not in SKIPS:
+            raise ValueError(f"`skip` must be one of {SKIPS}; got {self.skip!r}.")
         if self.context_skip and context.shape[-1] != channels:
             raise ValueError(f"`context_skip=True` needs a context with the value's {channels} channels; got "
                              f"{_checks.describe(context)}. Use `context_skip=False`.")
@@ -225,7 +231,7 @@ class DiscretizedLogisticBaseline(nn.Module):
         else:
             logits, means, raw_scales = jnp.split(out, 3, axis=-1)
         if self.context_skip:
-            upsampled = resize_context(context, (context.shape[0], height, width))
+            upsampled = upsample_context(context, (context.shape[0], height, width), self.skip)
             means = means + upsampled[..., None].astype(means.dtype)
         log_scales = jnp.clip(raw_scales + _INITIAL_LOG_SCALE, _MIN_LOG_SCALE, _MAX_LOG_SCALE)
         return logits, means, log_scales

@@ -20,6 +20,9 @@ from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowStep
 from jcnf.flows.stack import StepStack
 from jcnf.nets.encoder import ContextEncoder
+from jcnf.nets.rrdb import RRDBEncoder
+
+_ENCODERS = {"residual": ContextEncoder, "rrdb": RRDBEncoder}
 
 
 def _standardize(z: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
@@ -43,7 +46,12 @@ class ConditionalGlow(ConditionalFlow):
       coupling: "affine" (default), "additive" or "spline".
       num_bins: spline bins when coupling="spline".
       context_features: channels of the encoder's feature maps.
-      encoder_blocks: residual blocks of the context encoder.
+      encoder_blocks: blocks of the context encoder.
+      encoder: the context encoder, "residual" (`jcnf.nets.ContextEncoder`,
+        plain residual blocks) or "rrdb" (`jcnf.nets.RRDBEncoder`, the
+        residual-in-residual dense blocks of Winkler et al.; their setting is
+        context_features=128, encoder_blocks=16). Its parameters live under
+        "encoder" either way.
       dtype: computation dtype of the networks (e.g. jnp.bfloat16); the flow's
         bijective math and parameters stay float32.
       check_finite: report non-finite inputs instead of returning NaN.
@@ -65,6 +73,7 @@ class ConditionalGlow(ConditionalFlow):
     num_bins: int = 8
     context_features: int = 64
     encoder_blocks: int = 2
+    encoder: str = "residual"
     dtype: Optional[jnp.dtype] = None
     check_finite: bool = False
     memory_efficient: bool = False
@@ -75,7 +84,11 @@ class ConditionalGlow(ConditionalFlow):
         if self.levels < 1 or self.steps < 1:
             raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
         self.shape_marker = make_shape_marker()
-        self.encoder = ContextEncoder(self.context_features, self.encoder_blocks, dtype=self.dtype)
+        if self.encoder not in _ENCODERS:
+            raise ValueError(f"`encoder` must be one of {tuple(_ENCODERS)}; got {self.encoder!r}.")
+        # `encoder` names the choice, so the module takes another attribute and keeps the parameter name.
+        self.context_encoder = _ENCODERS[self.encoder](self.context_features, self.encoder_blocks, dtype=self.dtype,
+                                                       name="encoder")
         step_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
                        ("dtype", self.dtype))
         # One module per level owns its K steps' parameters stacked on a leading axis.
@@ -120,7 +133,7 @@ class ConditionalGlow(ConditionalFlow):
                              f"by 2^levels = {divisor} (trained on {trained}); got {event_shape}.")
 
     def _features(self, context: Array, event_shape: tuple[int, ...]) -> list[Array]:
-        return self.encoder(context, tuple(event_shape[:2]), self.levels)
+        return self.context_encoder(context, tuple(event_shape[:2]), self.levels)
 
     def _run_level(self, level: int, x: Array, features: Array, inverse: bool) -> tuple[Array, Array]:
         return self.level_steps[level](x, features, inverse=inverse)

@@ -34,9 +34,10 @@ class ContextEncoder(nn.Module):
 
     An image context of shape [B, H/r, W/r, c] (r = 1 for segmentation, the
     super-resolution factor otherwise) is resized to the value's resolution,
-    passed through a residual stack, and brought to each level's resolution
-    H / 2^(l+1) by stride-2 convolutions. A vector context [B, d] goes through
-    an MLP and is broadcast over each level's positions.
+    passed through a stack of residual blocks (`trunk`), and brought to each
+    level's resolution H / 2^(l+1) by stride-2 convolutions. A vector context
+    [B, d] goes through an MLP and is broadcast over each level's positions.
+    Subclasses change the stack by overriding `trunk` (`jcnf.nets.RRDBEncoder`).
 
     Attributes:
       features: channels of every feature map.
@@ -58,11 +59,15 @@ class ContextEncoder(nn.Module):
             return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (l + 1), width >> (l + 1),
                                                                self.features)) for l in range(levels)]
         context = resize_context(context, (context.shape[0], height, width))
-        h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(context)
-        for _ in range(self.blocks):
-            h = ResidualBlock(self.features, dtype=self.dtype)(h)
+        h = self.trunk(nn.Conv(self.features, (3, 3), dtype=self.dtype)(context))
         outputs = []
         for _ in range(levels):
             h = nn.relu(nn.Conv(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h))
             outputs.append(h)
         return outputs
+
+    def trunk(self, h: Array) -> Array:
+        """The full-resolution stack: [B, H, W, features] -> [B, H, W, features]."""
+        for _ in range(self.blocks):
+            h = ResidualBlock(self.features, dtype=self.dtype)(h)
+        return h
