@@ -5,8 +5,9 @@ uniform or variational dequantization) and by the paper's baseline, a
 factorized discretized-logistic mixture per sub-pixel from the same kind of
 context encoder, with about the same parameter count, trained on the same
 patches for the same number of steps. By default both models predict the
-residual from the nearest-neighbour upsampled low-res image
-(`SuperResolutionGlow`, the baseline's `context_skip`); `model.context_skip`
+residual from the upsampled low-res image (`SuperResolutionGlow`, the
+baseline's `context_skip`): bicubic with one back-projection step, so every
+block keeps its low-res mean (`model.skip`, or "nearest"); `model.context_skip`
 false turns that off for both. On held-out photographs it reports test bits/dim
 of both (the CNF's is the dequantization bound, an upper bound on its
 discrete bits/dim; the baseline's is exact), PSNR/SSIM of CNF samples at
@@ -84,7 +85,8 @@ def matched_baseline(model, target: int, example: dict) -> DiscretizedLogisticBa
     def make(hidden: int) -> DiscretizedLogisticBaseline:
         return DiscretizedLogisticBaseline(hidden=hidden, head_blocks=2, num_mixtures=model.mixtures,
                                            context_features=model.context_features,
-                                           encoder_blocks=model.encoder_blocks, context_skip=model.context_skip)
+                                           encoder_blocks=model.encoder_blocks, encoder=model.encoder,
+                                           context_skip=model.context_skip, skip=model.skip)
 
     def size(hidden: int) -> int:
         shapes = jax.eval_shape(make(hidden).init, jax.random.PRNGKey(0), example["value"], example["context"])
@@ -136,8 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
     example = {k: v[:train.batch] for k, v in test.items()}
 
     glow = jcnf.flows.SuperResolutionGlow if model_config.context_skip else jcnf.ConditionalGlow
+    skip = {"skip": model_config.skip} if model_config.context_skip else {}
     flow = glow(levels=model_config.levels, steps=model_config.flow_steps, hidden=model_config.hidden,
-                context_features=model_config.context_features, encoder_blocks=model_config.encoder_blocks)
+                context_features=model_config.context_features, encoder_blocks=model_config.encoder_blocks,
+                encoder=model_config.encoder, **skip)
     if model_config.dequantization not in ("uniform", "variational"):
         raise ValueError(f"`model.dequantization` must be 'uniform' or 'variational'; got "
                          f"{model_config.dequantization!r}.")

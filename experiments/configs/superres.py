@@ -24,8 +24,11 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         "train_patches": 4096, "test_patches": 128})
     config.model = ml_collections.ConfigDict({
         "levels": 2, "flow_steps": 4, "hidden": 64, "context_features": 32, "encoder_blocks": 2,
-        # Both models predict the residual from the nearest-neighbour upsampled context.
-        "context_skip": True,
+        # Both models predict the residual from the upsampled context: "backprojected" (bicubic, then
+        # one back-projection step, so each block's mean is its low-res pixel) or "nearest".
+        "context_skip": True, "skip": "backprojected",
+        # The context encoder of both models: "residual" blocks or the paper's "rrdb".
+        "encoder": "residual",
         "mixtures": 5,  # logistic components of the baseline
         "dequantization": "uniform"})  # or "variational"
     config.train = ml_collections.ConfigDict({"steps": 250, "batch": 16, "lr": 2e-3})
@@ -34,6 +37,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.data.source, config.data.train_patches, config.data.test_patches = "tfds", 1_281_167, 50_000
         config.model.levels, config.model.flow_steps, config.model.hidden = 3, 8, 512
         config.model.context_features, config.model.encoder_blocks = 128, 16
+        config.model.encoder = "rrdb"  # the authors' code: 16 RRDBs of 128 channels, for both models
         config.train.steps, config.train.batch, config.train.lr = 200_000, 64, 2e-4
     elif name == "smoke":
         config.data.patch, config.data.train_patches, config.data.test_patches = 16, 64, 8

@@ -27,7 +27,8 @@ from jcnf import _checks
 from jcnf.bijectors.squeeze import unsqueeze2x2
 from jcnf.flows.base import make_shape_marker
 from jcnf.nets.context import SKIPS, upsample_context
-from jcnf.nets.encoder import ContextEncoder, ResidualBlock
+from jcnf.nets.encoder import ResidualBlock
+from jcnf.nets.rrdb import make_encoder
 
 # A logistic narrower than e^-7 (~1/1100 of the unit range, a quarter of an
 # 8-bit bin) cannot gain likelihood and only makes the gradients stiff; the
@@ -153,6 +154,8 @@ class DiscretizedLogisticBaseline(nn.Module):
       num_mixtures: logistic components per sub-pixel.
       context_features: channels of the encoder's features.
       encoder_blocks: residual blocks of the encoder.
+      encoder: "residual" (`jcnf.nets.ContextEncoder`) or "rrdb" (`jcnf.nets.RRDBEncoder`), as in
+        `ConditionalGlow`.
       num_bins: discrete levels of the data (256 for 8-bit).
       context_skip: add the upsampled context to the means (needs as many
         context channels as value channels).
@@ -167,6 +170,7 @@ class DiscretizedLogisticBaseline(nn.Module):
     num_mixtures: int = 5
     context_features: int = 64
     encoder_blocks: int = 2
+    encoder: str = "residual"
     num_bins: int = 256
     context_skip: bool = True
     skip: str = "backprojected"
@@ -212,7 +216,7 @@ class DiscretizedLogisticBaseline(nn.Module):
         self._check(value, context, event_shape)
         height, width, channels = event_shape
         outputs = 2 if self.num_mixtures == 1 else 3 * self.num_mixtures
-        features = ContextEncoder(self.context_features, self.encoder_blocks, dtype=self.dtype)(
+        features = make_encoder(self.encoder, self.context_features, self.encoder_blocks, dtype=self.dtype)(
             context, (height, width), 1)[0]
         h = nn.relu(nn.Conv(self.hidden, (3, 3), dtype=self.dtype)(features))
         for _ in range(self.head_blocks):

@@ -19,10 +19,8 @@ from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowStep
 from jcnf.flows.stack import StepStack
-from jcnf.nets.encoder import ContextEncoder
-from jcnf.nets.rrdb import RRDBEncoder
+from jcnf.nets.rrdb import make_encoder
 
-_ENCODERS = {"residual": ContextEncoder, "rrdb": RRDBEncoder}
 
 
 def _standardize(z: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
@@ -84,11 +82,9 @@ class ConditionalGlow(ConditionalFlow):
         if self.levels < 1 or self.steps < 1:
             raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
         self.shape_marker = make_shape_marker()
-        if self.encoder not in _ENCODERS:
-            raise ValueError(f"`encoder` must be one of {tuple(_ENCODERS)}; got {self.encoder!r}.")
         # `encoder` names the choice, so the module takes another attribute and keeps the parameter name.
-        self.context_encoder = _ENCODERS[self.encoder](self.context_features, self.encoder_blocks, dtype=self.dtype,
-                                                       name="encoder")
+        self.context_encoder = make_encoder(self.encoder, self.context_features, self.encoder_blocks,
+                                            dtype=self.dtype, name="encoder")
         step_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
                        ("dtype", self.dtype))
         # One module per level owns its K steps' parameters stacked on a leading axis.

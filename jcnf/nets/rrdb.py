@@ -110,3 +110,14 @@ class RRDBEncoder(ContextEncoder):
         for _ in range(self.blocks):
             body = RRDB(self.features, self.growth, dtype=self.dtype)(body)
         return h + nn.Conv(self.features, (3, 3), dtype=self.dtype)(body)
+
+
+# The context encoders a flow or baseline can be built with, by name.
+ENCODERS = {"residual": ContextEncoder, "rrdb": RRDBEncoder}
+
+
+def make_encoder(kind: str, features: int, blocks: int, dtype=None, **kwargs) -> ContextEncoder:
+    """The context encoder of `kind` ("residual" or "rrdb"); a ValueError names `encoder` otherwise."""
+    if kind not in ENCODERS:
+        raise ValueError(f"`encoder` must be one of {tuple(ENCODERS)}; got {kind!r}.")
+    return ENCODERS[kind](features, blocks, dtype=dtype, **kwargs)
