@@ -124,7 +124,7 @@ def compiled_flops(*programs: Any) -> Optional[float]:
 
 
 def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
-    """numerator / denominator, or None when either is missing or zero."""
+    """Numerator / denominator, or None when either is missing or zero."""
     if not numerator or not denominator:
         return None
     return numerator / denominator

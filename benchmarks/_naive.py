@@ -24,10 +24,10 @@ import jax.numpy as jnp
 from jax import Array
 
 import jcnf
-from jcnf.flows.legacy import unstack_params
 from jcnf.bijectors.coupling import bounded_log_scale, coupling_param_size
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
+from jcnf.flows.legacy import unstack_params
 from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
 from jcnf.nets.encoder import ContextEncoder
 
@@ -95,7 +95,7 @@ def dense_weight(conv_params: dict) -> Array:
 
 
 def naive_glow_params(model: jcnf.ConditionalGlow, params: dict) -> dict:
-    """jcnf ConditionalGlow parameters, one subtree per step, with every LU conv replaced by its dense weight.
+    """Jcnf ConditionalGlow parameters, one subtree per step, with every LU conv replaced by its dense weight.
 
     Done once, untimed: the naive flow is a `distrax.Chain` of separate steps.
     """

@@ -34,9 +34,8 @@ import numpy as np
 
 import jcnf
 from benchmarks import _naive
-from benchmarks._common import (compiled_flops, environment, median_rate, peak_flops, ratio, synthetic_params,
-                               write_json)
-from jcnf.bijectors import (ActNorm, ConditionalAffineCoupling, ConditionalSplineCoupling, InvConv1x1)
+from benchmarks._common import compiled_flops, environment, median_rate, peak_flops, ratio, synthetic_params, write_json
+from jcnf.bijectors import ActNorm, ConditionalAffineCoupling, ConditionalSplineCoupling, InvConv1x1
 from jcnf.bijectors.coupling import coupling_param_size
 from jcnf.nets.coupling_nets import ConvCouplingNet
 
@@ -92,8 +91,8 @@ def _timed(fn: Callable, args: tuple, batch: int, calls: int, repeats: int) -> d
     jax.block_until_ready(compiled(*args))
     compile_s = time.perf_counter() - start
     rate = batch * median_rate(lambda: compiled(*args), calls, repeats)
-    return {"samples_per_s": rate, "compile_s": round(compile_s, 3), "flops_per_call": compiled_flops(lowered, compiled),
-            "_compiled": compiled}
+    return {"samples_per_s": rate, "compile_s": round(compile_s, 3),
+            "flops_per_call": compiled_flops(lowered, compiled), "_compiled": compiled}
 
 
 def _public(result: dict) -> dict:
@@ -154,7 +153,8 @@ def bench_bijectors(sizes: dict, calls: int, repeats: int, names: Optional[list[
                                                 entry["naive"]["inverse"]["samples_per_s"])
         results.append(entry)
         print(f"  {name:16} fwd {entry['ours']['forward']['samples_per_s']:>12.0f}/s "
-              f"(x{entry['forward_ratio_vs_naive']:.2f} naive)  inv {entry['ours']['inverse']['samples_per_s']:>12.0f}/s "
+              f"(x{entry['forward_ratio_vs_naive']:.2f} naive)  "
+              f"inv {entry['ours']['inverse']['samples_per_s']:>12.0f}/s "
               f"(x{entry['inverse_ratio_vs_naive']:.2f} naive)", flush=True)
     return results
 
@@ -324,12 +324,13 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
 
 
 def _normflows_peer(config: dict, value_t, rate: Callable) -> dict:
-    """normflows' own (unconditional) Glow at the same L, K, width and image size, when importable."""
+    """Normflows' own (unconditional) Glow at the same L, K, width and image size, when importable."""
     try:
         import normflows  # noqa: F401
     except ImportError:
         return {"skipped": "normflows is not importable"}
     import torch
+
     from benchmarks._normflows_glow import build_normflows_glow
 
     torch.manual_seed(0)
@@ -366,8 +367,8 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
     for dtype_name, dtype in dtypes:
         model = jcnf.ConditionalGlow(dtype=dtype, **kwargs)
         params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
-        ours_forward = lambda p, v, c: model.apply({"params": p}, v, c, method="forward_and_log_det")
-        ours_inverse = lambda p, z, c: model.apply({"params": p}, z, c, method="inverse")
+        ours_forward = lambda p, v, c, model=model: model.apply({"params": p}, v, c, method="forward_and_log_det")
+        ours_inverse = lambda p, z, c, model=model: model.apply({"params": p}, z, c, method="inverse")
         timed = {"ours": {"forward": _timed(ours_forward, (params, value, context), batch, calls, repeats),
                           "inverse": _timed(ours_inverse, (params, z, context), batch, calls, repeats)}}
         # The naive baseline runs in float32 only: bfloat16 is compared against our own float32 and torch's.
@@ -416,7 +417,7 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
 
 
 def _peer_ratios(entry: dict) -> None:
-    """ours / peer samples per second for every peer variant measured so far."""
+    """Ours / peer samples per second for every peer variant measured so far."""
     peer = entry["torch"]
     ours = entry["float32"]["ours"]
     peers = {f"torch_{label}": peer.get(label, {}) for label in ("eager", "compiled")}

@@ -49,8 +49,8 @@ def time_config(config: dict, calls: int, repeats: int) -> dict:
             .lower(params, value, context).compile()
         jax.block_until_ready(compiled(params, value, context))
         result[f"{direction}_compile_s"] = round(time.perf_counter() - start, 2)
-        result[f"{direction}_s_per_call"] = 1.0 / median_rate(lambda: compiled(params, value, context), calls,
-                                                              repeats)
+        call = lambda compiled=compiled: compiled(params, value, context)
+        result[f"{direction}_s_per_call"] = 1.0 / median_rate(call, calls, repeats)
     print(f"  K={config['steps']:3} {size:3}x{size:<3} batch {batch:4}: forward "
           f"{1e3 * result['forward_s_per_call']:8.2f} ms, inverse {1e3 * result['inverse_s_per_call']:8.2f} ms",
           flush=True)
@@ -65,7 +65,7 @@ def _plot(record: dict, path: str) -> None:
 
     labels = {"steps": "steps per level K", "pixels": "pixels per image", "batch": "batch size"}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, (sweep, rows) in zip(axes, record["sweeps"].items()):
+    for ax, (sweep, rows) in zip(axes, record["sweeps"].items(), strict=False):
         x = [row["x"] for row in rows]
         for direction, marker in (("forward", "o"), ("inverse", "s")):
             y = [1e3 * row[f"{direction}_s_per_call"] for row in rows]
@@ -89,7 +89,8 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--png", help="write the plot here")
-    parser.add_argument("--full", action="store_true", help="GPU sizes (hidden 256, L=3, K 4-16, 16-64 px, batch 16-256)")
+    parser.add_argument("--full", action="store_true",
+                        help="GPU sizes (hidden 256, L=3, K 4-16, 16-64 px, batch 16-256)")
     parser.add_argument("--tiny", action="store_true", help="seconds (also chosen by JCNF_BENCH_TINY=1)")
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny or os.environ.get("JCNF_BENCH_TINY") == "1" else "full" if args.full else "default"

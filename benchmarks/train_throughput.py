@@ -145,7 +145,7 @@ def bench_ours(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats:
 
 
 def bench_normflows(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats: int) -> dict:
-    """normflows' Glow training step (Adam on forward_kld) in float32 and bf16 autocast, steps/s."""
+    """Normflows' Glow training step (Adam on forward_kld) in float32 and bf16 autocast, steps/s."""
     try:
         import normflows
         import torch

@@ -88,7 +88,7 @@ def matched_budget_speedup(preconditioned: Mapping[int, float], scratch: Mapping
     """
     budgets, finals = _curve("preconditioned", preconditioned)
     rows = []
-    for budget, target in zip(budgets, finals):
+    for budget, target in zip(budgets, finals, strict=False):
         needed, kind = scratch_budget_to_reach(scratch, float(target))
         scratch_budgets, _, i = _first_reaching(scratch, float(target))
         above = None if i == 0 else int(scratch_budgets[-1 if i is None else i - 1])

@@ -47,8 +47,8 @@ def image_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | os.
     columns = max(len(row) for row in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(panel_size[0] * columns, panel_size[1] * len(rows)),
                              squeeze=False)
-    for axes_row, row in zip(axes, rows):
-        for ax, (image, title) in zip(axes_row, row):
+    for axes_row, row in zip(axes, rows, strict=False):
+        for ax, (image, title) in zip(axes_row, row, strict=False):
             image = np.asarray(image)
             ax.imshow(np.clip(image, 0.0, 1.0), cmap=None if image.ndim == 3 else cmap, vmin=0.0, vmax=1.0,
                       interpolation="nearest")

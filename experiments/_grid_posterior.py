@@ -56,7 +56,7 @@ class GridPosterior:
     @property
     def cell_size(self) -> tuple[float, float]:
         """(h1, h2), the cell widths along x1 and x2."""
-        return tuple((hi - lo) / n for (lo, hi), n in zip(self.bounds, self.resolution))
+        return tuple((hi - lo) / n for (lo, hi), n in zip(self.bounds, self.resolution, strict=False))
 
     @property
     def x1(self) -> Array:
@@ -130,7 +130,7 @@ def grid_posterior(log_density_fn: Callable[[Array], Array],
         raise ValueError(f"`bounds` must be ((lo1, hi1), (lo2, hi2)) with lo < hi; got {bounds!r}.")
     bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
     resolution = check_int_pair("resolution", resolution)
-    centers = [_cell_centers(b, n) for b, n in zip(bounds, resolution)]
+    centers = [_cell_centers(b, n) for b, n in zip(bounds, resolution, strict=False)]
     points = jnp.stack(jnp.meshgrid(*centers, indexing="ij"), axis=-1)
     log_density = jnp.asarray(log_density_fn(points.reshape(-1, 2)))
     if log_density.shape != (points.shape[0] * points.shape[1],):
@@ -139,7 +139,7 @@ def grid_posterior(log_density_fn: Callable[[Array], Array],
     if not bool(jnp.any(jnp.isfinite(log_density))) or bool(jnp.any(jnp.isnan(log_density))):
         raise ValueError("`log_density_fn` returned NaN, or no finite value on the grid; check `bounds`.")
     probs, mean, cov, log_sum = _normalize_on_grid(log_density.reshape(resolution), points)
-    cell_area = float(np.prod([(hi - lo) / n for (lo, hi), n in zip(bounds, resolution)]))
+    cell_area = float(np.prod([(hi - lo) / n for (lo, hi), n in zip(bounds, resolution, strict=False)]))
     return GridPosterior(probs=probs, mean=mean, cov=cov, log_normalizer=log_sum + np.log(cell_area), bounds=bounds,
                          resolution=resolution)
 
@@ -187,7 +187,7 @@ def kl_from_samples_to_grid(samples: Array, reference: GridPosterior, bins: Unio
     if not hasattr(samples, "shape") or samples.ndim != 2 or samples.shape[-1] != 2:
         raise ValueError(f"`samples` must have shape [n, 2]; got {describe(samples)}.")
     bins = check_int_pair("bins", bins)
-    if any(b > n for b, n in zip(bins, reference.resolution)):
+    if any(b > n for b, n in zip(bins, reference.resolution, strict=False)):
         raise ValueError(f"`bins` {bins} must not exceed the grid's resolution {reference.resolution}.")
     if not pseudo_count > 0:
         raise ValueError(f"`pseudo_count` must be > 0; got {pseudo_count}.")
@@ -199,7 +199,7 @@ def _histogram_kl(samples: Array, reference: GridPosterior, bins: tuple[int, int
     """kl_from_samples_to_grid after validation; bins static, pseudo_count traced."""
     resolution = jnp.array(reference.resolution)
     # Cell i of an axis with n cells belongs to coarse bin floor(i b / n).
-    cell_to_bin = [np.arange(n) * b // n for b, n in zip(bins, reference.resolution)]
+    cell_to_bin = [np.arange(n) * b // n for b, n in zip(bins, reference.resolution, strict=False)]
     reference_mass = jnp.zeros(bins).at[cell_to_bin[0][:, None], cell_to_bin[1][None, :]].add(reference.probs)
 
     lows = jnp.array([lo for lo, _ in reference.bounds])

@@ -75,7 +75,7 @@ def reference_posterior(log_density, resolution: int) -> GridPosterior:
     """The exact posterior on a grid: a wide coarse pass finds it, a fine grid of +-7 std holds it."""
     coarse = grid_posterior(log_density, ((-6.0, 6.0), (-4.0, 16.0)), 256)
     std = np.sqrt(np.diag(np.asarray(coarse.cov)))
-    bounds = [(float(m - 7 * s), float(m + 7 * s)) for m, s in zip(np.asarray(coarse.mean), std)]
+    bounds = [(float(m - 7 * s), float(m + 7 * s)) for m, s in zip(np.asarray(coarse.mean), std, strict=False)]
     return grid_posterior(log_density, bounds, resolution)
 
 
@@ -235,7 +235,7 @@ def plot_samples(out: epath.Path, reference, samples: dict) -> None:
     names = ["reference_grid", "amortized_low_fidelity", "preconditioned", "scratch"]
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), sharex=True, sharey=True)
     (lo1, hi1), (lo2, hi2) = reference.bounds
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         ax.imshow(np.asarray(reference.density).T, origin="lower", extent=(lo1, hi1, lo2, hi2), aspect="auto",
                   cmap="Greys")
         ax.scatter(samples[name][:2000, 0], samples[name][:2000, 1], s=1, alpha=0.4, color="tab:red")

@@ -1,4 +1,4 @@
-"""Retinal vessel segmentation with a conditional flow and half-infinite dequantization.
+r"""Retinal vessel segmentation with a conditional flow and half-infinite dequantization.
 
 Trains a ConditionalGlow on binary vessel masks given a fundus image, with
 `BinaryDequantizer` lifting each label to its half-line (Winkler et al. 2019),
@@ -10,7 +10,7 @@ sample by its precision and recall. Finally both models segment the fundus
 photograph scikit-image ships (no mask: a qualitative figure).
 
     python -m experiments.vessels --out out/vessels                     # synthetic, CPU, minutes
-    python -m experiments.vessels --config experiments/configs/vessels.py:paper \\
+    python -m experiments.vessels --config experiments/configs/vessels.py:paper \
         --config.data.drive_dir=~/downloads --out out/vessels_drive       # DRIVE at full size, GPU
 
 Settings: experiments/configs/vessels.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
@@ -160,7 +160,7 @@ def _score(soft, samples, labels, fov) -> dict:
 
 def _figure_pr(soft_by_model, labels, fov, scores, path):
     fig, ax = pyplot().subplots(figsize=(5, 5))
-    for (name, soft), colour in zip(soft_by_model.items(), ("C0", "C1")):
+    for (name, soft), colour in zip(soft_by_model.items(), ("C0", "C1"), strict=False):
         precision, recall, _ = metrics.precision_recall_curve(labels, soft, fov)
         ax.plot(recall, precision, colour, label=f"{name} (AP {scores[name]['auc_pr']:.3f})")
         best = np.argmax(2 * precision * recall / np.maximum(precision + recall, 1e-12))
@@ -173,7 +173,7 @@ def _figure_pr(soft_by_model, labels, fov, scores, path):
 
 def _figure_scatter(scores, path):
     fig, ax = pyplot().subplots(figsize=(5, 5))
-    for name, colour in zip(scores, ("C0", "C1")):
+    for name, colour in zip(scores, ("C0", "C1"), strict=False):
         pr = scores[name]["_per_image_pr"].reshape(-1, 2)
         ax.scatter(pr[:, 1], pr[:, 0], s=6, alpha=0.4, color=colour, label=f"{name} samples (per image)")
         ax.plot(scores[name]["sample_recall_mean"], scores[name]["sample_precision_mean"], "X", color=colour,

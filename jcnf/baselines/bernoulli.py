@@ -89,6 +89,7 @@ class FactorizedBernoulli(nn.Module):
         return bernoulli_log_prob(value, logits, self.positive_weight)
 
     def __call__(self, value: Array, context: Array) -> Array:
+        """Log p(value | context), shape [batch] (what `init` runs)."""
         return self.log_prob(value, context)
 
     def sample(self, rng: Array, context: Array) -> Array:

@@ -241,6 +241,7 @@ class DiscretizedLogisticBaseline(nn.Module):
         return logits, means, log_scales
 
     def __call__(self, value: Array, context: Array) -> Array:
+        """Log p(value | context), shape [batch] (what `init` runs)."""
         return self.log_prob(value, context)
 
     def log_prob(self, value: Array, context: Array) -> Array:

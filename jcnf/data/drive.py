@@ -105,6 +105,7 @@ class Drive(tfds.core.GeneratorBasedBuilder):
     @tfds.core.utils.classproperty
     @classmethod
     def code_path(cls) -> epath.Path:
+        """The folder of this builder's module."""
         # tfds's default resolves the path through `importlib_resources`, a
         # package this environment lacks (tfds does not require it); the
         # builder's source file is all it needs.

@@ -190,7 +190,7 @@ def fundus_context(image: np.ndarray, fov: np.ndarray, background_sigma: float =
         image = image.astype(np.float64) / 255.0
     fov = fov[..., 0].astype(bool)
     outputs = []
-    for green, inside in zip(image[..., 1].astype(np.float64), fov):
+    for green, inside in zip(image[..., 1].astype(np.float64), fov, strict=False):
         if not inside.any():
             raise ValueError("`fov` selects no pixel of an image; every image needs a non-empty field of view.")
         sigma = background_sigma * green.shape[0]

@@ -80,5 +80,6 @@ class SuperResolutionBatches:
         return self._queue[0][0] if self._queue else self._batches.get_state()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
+        """Moves to the position `get_state` returned; prefetched batches are dropped."""
         self._queue.clear()
         self._batches.set_state(state)

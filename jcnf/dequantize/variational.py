@@ -78,6 +78,7 @@ class VariationalDequantizer(nn.Module):
     use_context: bool = True
 
     def setup(self):
+        """Checks the attributes and builds the noise flow."""
         if self.num_bins < 2:
             raise ValueError(f"`num_bins` must be >= 2; got {self.num_bins}.")
         self.noise_flow = ConditionalGlow(levels=self.levels, steps=self.steps, hidden=self.hidden,

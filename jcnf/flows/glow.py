@@ -22,7 +22,6 @@ from jcnf.flows.stack import StepStack
 from jcnf.nets.rrdb import make_encoder
 
 
-
 def _standardize(z: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
     return (z - mean) * jnp.exp(-log_scale), -jnp.sum(log_scale, axis=(1, 2, 3))
 

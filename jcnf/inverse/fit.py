@@ -167,8 +167,9 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         reuses; it fixes num_samples, the optimizer and the mesh, so those
         (and learning_rate) are not passed with it. Default: a step built for
         this call alone, from num_samples, learning_rate, optimizer and mesh.
-      checkpoint_dir, checkpoint_every: orbax checkpoints; a run resumes from
-        the latest checkpoint there.
+      checkpoint_dir: orbax checkpoints go here; a run resumes from the
+        latest checkpoint there.
+      checkpoint_every: steps between checkpoints.
       metrics_path: JSON-lines metrics file.
       log_every: steps between fetches of the training loss.
       progress: show a progress bar.

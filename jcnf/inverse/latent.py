@@ -104,5 +104,5 @@ def latent_correction(model: nn.Module, amortized_params: Any) -> tuple[LatentCo
 def trainable_mask(params: Any) -> Any:
     """A tree of bools like `params`: False under a top-level "frozen" key, True elsewhere."""
     if isinstance(params, dict) and FROZEN in params:
-        return {key: jax.tree.map(lambda _: key != FROZEN, value) for key, value in params.items()}
+        return {key: jax.tree.map(lambda _, key=key: key != FROZEN, value) for key, value in params.items()}
     return jax.tree.map(lambda _: True, params)

@@ -69,7 +69,9 @@ def observation_log_density(forward_op: Union[LinearOperator, Callable[[Array], 
     checked here: pass them through `check_posterior_inputs` first.
 
     Args:
-      forward_op, noise_std, log_prior: as in `posterior_log_density`.
+      forward_op: as in `posterior_log_density`.
+      noise_std: as in `posterior_log_density`.
+      log_prior: as in `posterior_log_density`.
 
     Returns:
       A jittable function (x [B, *input_shape], y_obs [*observation_shape]) -> [B].

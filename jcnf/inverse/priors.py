@@ -65,7 +65,9 @@ def rosenbrock_sample(rng: Array, n: int, mu: float = 0.0, a: float = 0.5, b: fl
     Args:
       rng: a `jax.random` key.
       n: number of samples.
-      mu, a, b: as in `rosenbrock_log_prob`.
+      mu: as in `rosenbrock_log_prob`.
+      a: as in `rosenbrock_log_prob`.
+      b: as in `rosenbrock_log_prob`.
 
     Returns:
       Samples, shape [n, 2], float32.

@@ -24,6 +24,7 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        """X + conv(relu(conv(x))), x [B, H, W, features]."""
         h = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
         h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(h)
         return x + self.residual_scale * h
@@ -56,8 +57,8 @@ class ContextEncoder(nn.Module):
         if context.ndim == 2:
             h = nn.relu(nn.Dense(self.features)(context))
             h = nn.Dense(self.features)(h)
-            return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (l + 1), width >> (l + 1),
-                                                               self.features)) for l in range(levels)]
+            return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (level + 1), width >> (level + 1),
+                                                               self.features)) for level in range(levels)]
         context = resize_context(context, (context.shape[0], height, width))
         h = self.trunk(nn.Conv(self.features, (3, 3), dtype=self.dtype)(context))
         outputs = []

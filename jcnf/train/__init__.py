@@ -30,7 +30,7 @@ from jcnf.train.steps import (
 )
 
 __all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog", "ReverseKLStep",
-           "TooManySkippedSteps", "TrainState", "TrainStep", "apply_loss", "batch_sharding", "count_params", "create_state",
-           "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
-           "mle_eval_step", "mle_step", "no_dequantization", "push_latents", "reverse_kl_step",
-           "sample_step", "shard_batch", "state_sharding", "uniform_dequantization"]
+           "TooManySkippedSteps", "TrainState", "TrainStep", "apply_loss", "batch_sharding", "count_params",
+           "create_state", "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
+           "mle_eval_step", "mle_step", "no_dequantization", "push_latents", "reverse_kl_step", "sample_step",
+           "shard_batch", "state_sharding", "uniform_dequantization"]

@@ -113,15 +113,24 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         (default `PRNGKey(seed)`), `dequantizer`, `ema_decay` and `mesh`
         (`optimizer`, `rng` and `ema_decay` are used only to create the
         state; `dequantizer` and `mesh` also configure the default `step_fn`).
+      optimizer: the optax transformation of a new state.
+      rng: the key of a new state (default `PRNGKey(seed)`).
       seed: seeds the default rng and the shuffling of array data.
       batch_size: global batch size, required when `data` is arrays.
       step_fn: `state, metrics = step_fn(state, batch)`; default
         `mle_step(model, mesh, dequantizer)`.
+      dequantizer: the dequantizer of a new state and of the default step.
+      ema_decay: keep an EMA of the parameters in a new state.
+      mesh: the device mesh (default: all devices).
       eval_fn: `eval_fn(state) -> {name: float}`, every `eval_every` steps and
         at the end; logged with an "eval_" prefix.
+      eval_every: steps between evaluations.
       sample_fn: `sample_fn(state, step)`, every `sample_every` steps and at the end.
+      sample_every: steps between calls of `sample_fn`.
       checkpoint_dir: save a checkpoint every `checkpoint_every` steps and at
         the end, keeping the last `keep`.
+      checkpoint_every: steps between checkpoints.
+      keep: number of checkpoints kept.
       metrics_path: JSON-lines file of logged records.
       tensorboard_dir: also write the logged records as TensorBoard scalars
         there (process 0; needs `tensorboardX`, the `tensorboard` extra).
