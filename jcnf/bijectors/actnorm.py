@@ -6,7 +6,7 @@ import distrax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.bijectors._shape import num_positions
+from jcnf.bijectors._shape import num_positions, per_channel
 
 
 class ActNorm(distrax.Bijector):
@@ -34,10 +34,10 @@ class ActNorm(distrax.Bijector):
         return jnp.broadcast_to(log_det, x.shape[:x.ndim - self.event_ndims_in])
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
-        return (x + self.loc) * jnp.exp(self.log_scale), self._log_det(x)
+        return (x + per_channel(self.loc, x)) * jnp.exp(per_channel(self.log_scale, x)), self._log_det(x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
-        return y * jnp.exp(-self.log_scale) - self.loc, -self._log_det(y)
+        return y * jnp.exp(-per_channel(self.log_scale, y)) - per_channel(self.loc, y), -self._log_det(y)
 
 
 def actnorm_initial_params(x: Array, eps: float = 1e-6) -> tuple[Array, Array]:
