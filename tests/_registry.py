@@ -34,7 +34,7 @@ Array = jax.Array
 # (value, context) -> (output, log|det d output / d value| of shape [batch], or None when not a bijection).
 Forward = Callable[[Array, Optional[Array]], tuple[Array, Optional[Array]]]
 
-PROPERTIES = ("round_trip", "log_det", "vmap", "grad", "context", "bad_input")
+PROPERTIES = ("round_trip", "log_det", "vmap", "grad", "context", "bad_input", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +245,7 @@ def _logistic(dtype: Any) -> Case:
 _UNCONDITIONAL = "an unconditional bijector: it has no context"
 _NOT_CHECKED = "distrax's convention: the caller (a flow) checks shapes"
 _NOT_BIJECTIVE_DEQ = "a dequantizer draws noise; it has no inverse"
+_GLOW_FLOAT32 = "the Glow's scanned steps carry float32 state, so it runs in float32 only"
 _NOT_BIJECTIVE_BASE = "a baseline is a density of discrete values, not a bijection"
 
 REGISTRY = (
@@ -258,13 +259,14 @@ REGISTRY = (
     Entry("additive_coupling", _coupling("additive")),
     Entry("spline_coupling", _coupling("spline")),
     Entry("realnvp", _realnvp),
-    Entry("glow", _glow),
-    Entry("superres_glow", _superres),
+    Entry("glow", _glow, {"float64": _GLOW_FLOAT32}),
+    Entry("superres_glow", _superres, {"float64": _GLOW_FLOAT32}),
     Entry("uniform_dequantizer", _uniform, {
         "round_trip": _NOT_BIJECTIVE_DEQ,
         "log_det": "its correction is -D log(num_bins), not a Jacobian (value + u has unit Jacobian)",
         "vmap": "the noise is drawn for the whole batch from one key", "context": "it ignores the context"}),
-    Entry("variational_dequantizer", _variational, {"round_trip": _NOT_BIJECTIVE_DEQ + " (eps -> u only)"}),
+    Entry("variational_dequantizer", _variational, {"round_trip": _NOT_BIJECTIVE_DEQ + " (eps -> u only)",
+                                                    "float64": "its noise flow is a Glow: " + _GLOW_FLOAT32}),
     Entry("binary_dequantizer", _binary, {
         "round_trip": "the inverse route returns log q only; test_dequantize_binary checks it"}),
     Entry("bernoulli_baseline", _bernoulli, {"round_trip": _NOT_BIJECTIVE_BASE, "log_det": _NOT_BIJECTIVE_BASE}),
