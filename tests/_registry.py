@@ -22,8 +22,8 @@ import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from conftest import perturb
+
 from jcnf import bijectors as jb
 from jcnf.baselines import DiscretizedLogisticBaseline, FactorizedBernoulli
 from jcnf.dequantize import BinaryDequantizer, VariationalDequantizer, uniform_dequantization
@@ -189,7 +189,7 @@ def _uniform(dtype: Any) -> Case:
 
 
 def _noise_map(model: Any, variables: Any) -> Forward:
-    """eps -> noise u given (value, context), with log|det du/deps| = log N(eps) - log q(u) (change of variables)."""
+    """Eps -> noise u given (value, context), with log|det du/deps| = log N(eps) - log q(u) (change of variables)."""
     def forward(eps: Array, condition: tuple[Array, Array]) -> tuple[Array, Array]:
         value, context = condition
         noise, log_q = model.apply(variables, eps, value, context, method="noise_and_log_density")

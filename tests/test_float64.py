@@ -11,7 +11,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import pytest
-
 from _registry import entries
 from conftest import brute_force_log_det
 

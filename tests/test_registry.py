@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import parameterized
-
 from _registry import entries
+from absl.testing import parameterized
 from conftest import brute_force_log_det
 
 
@@ -21,7 +20,7 @@ def _ids(prop):
 
 
 def _max_change(a, b):
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 @_ids("round_trip")
@@ -49,7 +48,8 @@ def test_log_det_matches_brute_force_jacobian(entry):
 
     @jax.jit
     def log_dets(value):
-        row = lambda v: case.forward(v[None], context)[0][0]
+        def row(v):
+            return case.forward(v[None], context)[0][0]
         return case.forward(value[:1], context)[1][0], brute_force_log_det(row, value[0])
 
     log_det, expected = log_dets(case.value)
@@ -98,7 +98,8 @@ class JitEagerVmapTest(chex.TestCase):
         context_axis = None if case.context is None else 0
 
         def both(value, context):
-            one_row = lambda v, c: case.forward(v[None], jax.tree.map(lambda leaf: leaf[None], c))
+            def one_row(v, c):
+                return case.forward(v[None], jax.tree.map(lambda leaf: leaf[None], c))
             rows = jax.vmap(one_row, in_axes=(0, context_axis))(value, context)
             return case.forward(value, context), jax.tree.map(lambda leaf: leaf[:, 0], rows)
 
