@@ -1,8 +1,8 @@
 """Shared configuration and helpers for jcnf's tests.
 
-The whole suite runs with implicit rank promotion turned into an error: a
-silent broadcast of [B] against [B, 1] is the classic way a log-det of
-shape [batch] becomes [batch, batch]. Modules marked `strict_dtypes` also
+Tests marked `strict_ranks` run with implicit rank promotion turned into an
+error: a silent broadcast of [B] against [B, 1] is the classic way a log-det
+of shape [batch] becomes [batch, batch]. Tests marked `strict_dtypes` also
 forbid implicit dtype promotion (`jax.numpy_dtype_promotion("strict")`).
 """
 
@@ -11,18 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "strict_ranks: run under jax.numpy_rank_promotion('raise')")
     config.addinivalue_line("markers", "strict_dtypes: run under jax.numpy_dtype_promotion('strict')")
 
 
 @pytest.fixture(autouse=True)
-def _dtype_promotion(request):
-    """Strict dtype promotion for tests marked `strict_dtypes`, the standard rules elsewhere."""
-    mode = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
-    with jax.numpy_dtype_promotion(mode):
+def _promotion_rules(request):
+    """Strict rank and dtype promotion for the tests marked so, JAX's defaults elsewhere."""
+    ranks = "raise" if request.node.get_closest_marker("strict_ranks") else "allow"
+    dtypes = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
+    with jax.numpy_rank_promotion(ranks), jax.numpy_dtype_promotion(dtypes):
         yield
 
 
