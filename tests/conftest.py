@@ -1,8 +1,29 @@
-"""Shared helpers for jcnf's tests."""
+"""Shared configuration and helpers for jcnf's tests.
+
+Tests marked `strict_ranks` run with implicit rank promotion turned into an
+error: a silent broadcast of [B] against [B, 1] is the classic way a log-det
+of shape [batch] becomes [batch, batch]. Tests marked `strict_dtypes` also
+forbid implicit dtype promotion (`jax.numpy_dtype_promotion("strict")`).
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "strict_ranks: run under jax.numpy_rank_promotion('raise')")
+    config.addinivalue_line("markers", "strict_dtypes: run under jax.numpy_dtype_promotion('strict')")
+
+
+@pytest.fixture(autouse=True)
+def _promotion_rules(request):
+    """Strict rank and dtype promotion for the tests marked so, JAX's defaults elsewhere."""
+    ranks = "raise" if request.node.get_closest_marker("strict_ranks") else "allow"
+    dtypes = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
+    with jax.numpy_rank_promotion(ranks), jax.numpy_dtype_promotion(dtypes):
+        yield
 
 
 def brute_force_log_det(fn, x):

@@ -11,3 +11,8 @@ def num_positions(x: Array, event_ndims: int) -> int:
     for size in x.shape[x.ndim - event_ndims:-1]:
         count *= size
     return count
+
+
+def per_channel(param: Array, x: Array) -> Array:
+    """A per-channel parameter [C] reshaped to [1, ..., 1, C], to broadcast against `x` explicitly."""
+    return param.reshape((1,) * (x.ndim - 1) + param.shape[-1:])

@@ -6,7 +6,7 @@ import distrax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.bijectors._shape import num_positions
+from jcnf.bijectors._shape import num_positions, per_channel
 
 
 class ActNorm(distrax.Bijector):
@@ -35,11 +35,11 @@ class ActNorm(distrax.Bijector):
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
         """Maps x forward; returns (y, log|det dy/dx|) with the batch shape."""
-        return (x + self.loc) * jnp.exp(self.log_scale), self._log_det(x)
+        return (x + per_channel(self.loc, x)) * jnp.exp(per_channel(self.log_scale, x)), self._log_det(x)
 
     def inverse_and_log_det(self, y: Array) -> tuple[Array, Array]:
         """Maps y back; returns (x, log|det dx/dy|) with the batch shape."""
-        return y * jnp.exp(-self.log_scale) - self.loc, -self._log_det(y)
+        return y * jnp.exp(-per_channel(self.log_scale, y)) - per_channel(self.loc, y), -self._log_det(y)
 
 
 def actnorm_initial_params(x: Array, eps: float = 1e-6) -> tuple[Array, Array]:

@@ -104,4 +104,5 @@ class Conv2D(nn.Module):
         kernel = self.param("kernel", self.kernel_init, tuple(self.kernel_size) + (x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         dtype = x.dtype if self.dtype is None else self.dtype
-        return conv2d(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
+        # The bias [F] broadcast explicitly over [B, H, W, F].
+        return conv2d(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype).reshape(1, 1, 1, -1)
