@@ -39,7 +39,7 @@ MODEL_KWARGS = {"layers": 2, "hidden": 16}
 
 
 def tiny_problem(num_examples: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
-    """value [N, 2] whose mean and spread depend on context [N, 2]."""
+    """Value [N, 2] whose mean and spread depend on context [N, 2]."""
     rng = np.random.default_rng(seed)
     context = rng.normal(size=(num_examples, 2)).astype(np.float32)
     mean = np.stack([context[:, 0], context[:, 0] - context[:, 1]], axis=1)

@@ -41,7 +41,8 @@ def perturb(params, rng, scale=0.1):
     """Adds Gaussian noise to every parameter, so zero-initialised layers stop being the identity."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(rng, len(leaves))
-    noisy = [leaf + scale * jax.random.normal(key, leaf.shape, leaf.dtype) for leaf, key in zip(leaves, keys)]
+    noisy = [leaf + scale * jax.random.normal(key, leaf.shape, leaf.dtype)
+             for leaf, key in zip(leaves, keys, strict=True)]
     return jax.tree.unflatten(treedef, noisy)
 
 

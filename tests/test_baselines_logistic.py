@@ -7,11 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturb
 from scipy.special import expit
 
-from conftest import perturb
-from jcnf.baselines import (DiscretizedLogisticBaseline, discretized_logistic_log_prob, mixture_log_prob,
-                            mixture_mode, mixture_sample)
+from jcnf.baselines import (
+    DiscretizedLogisticBaseline,
+    discretized_logistic_log_prob,
+    mixture_log_prob,
+    mixture_mode,
+    mixture_sample,
+)
 from jcnf.nets import upsample_context
 
 

@@ -53,7 +53,7 @@ def test_random_crops_are_the_windows_at_the_drawn_places():
     # The draws, in random_crops' order: images, then rows, then columns.
     rng = np.random.default_rng(4)
     index, rows, cols = rng.integers(0, 3, 9), rng.integers(0, 8, 9), rng.integers(0, 6, 9)
-    expected = np.stack([image[i, r:r + 5, c:c + 5] for i, r, c in zip(index, rows, cols)])
+    expected = np.stack([image[i, r:r + 5, c:c + 5] for i, r, c in zip(index, rows, cols, strict=False)])
     np.testing.assert_array_equal(crops["image"], expected)
     np.testing.assert_array_equal(crops["mask"], expected[..., 0] > 100)
     assert crops["mask"].dtype == bool and crops["image"].flags.c_contiguous

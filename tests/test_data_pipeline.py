@@ -2,11 +2,11 @@
 
 import json
 
+import _train_worker as worker
 import jax
 import numpy as np
 import pytest
 
-import _train_worker as worker
 from jcnf.data import SuperResolutionBatches
 
 

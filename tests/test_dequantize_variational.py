@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import brute_force_log_det, perturb
 from scipy.special import ndtr
 
-from conftest import brute_force_log_det, perturb
 from jcnf.dequantize import VariationalDequantizer, apply_dequantizer
 from jcnf.distributions import standard_normal_log_prob
 from jcnf.train import create_state, mle_step
@@ -44,7 +44,7 @@ def test_noise_in_bin_and_log_density_matches_jacobian():
     assert float(noise.min()) >= 0.0 and float(noise.max()) < 1.0 / NUM_BINS
     for row in range(2):
         # Change of variables for the bijection eps -> u: log q(u) = log N(eps) - log|det du/deps|.
-        log_det = brute_force_log_det(lambda e: noise_fn(e[None], value[row:row + 1], context[row:row + 1])[0][0],
+        log_det = brute_force_log_det(lambda e, row=row: noise_fn(e[None], value[row:row + 1], context[row:row + 1])[0][0],
                                       eps[row])
         expected = standard_normal_log_prob(eps[row:row + 1], 3)[0] - log_det
         # float32 Jacobian of a 4-dimensional map; log q is ~5 nats.

@@ -16,7 +16,7 @@ MC_SIGMAS = 5.0
 # A correlated 2D Gaussian and a box of +-8 standard deviations around it.
 GAUSS_MEAN = np.array([1.0, -0.5])
 GAUSS_COV = np.array([[1.0, 0.6], [0.6, 2.0]])
-GAUSS_BOUNDS = [(m - 8 * s, m + 8 * s) for m, s in zip(GAUSS_MEAN, np.sqrt(np.diag(GAUSS_COV)))]
+GAUSS_BOUNDS = [(m - 8 * s, m + 8 * s) for m, s in zip(GAUSS_MEAN, np.sqrt(np.diag(GAUSS_COV)), strict=False)]
 
 # The paper's banana: x1 in +-7 sd and x2 up to 45 keep all but ~1e-11 of the
 # mass; cells of 0.05 x 0.1 resolve the conditional sd sqrt(0.5) = 0.71.
@@ -74,7 +74,7 @@ def test_linear_gaussian_posterior_matches_grid_posterior():
                 + inverse.gaussian_log_likelihood(operator, x, y_obs, noise_std))
 
     std = np.sqrt(np.diag(cov))
-    bounds = [(m - 8 * s, m + 8 * s) for m, s in zip(np.asarray(mean), std)]
+    bounds = [(m - 8 * s, m + 8 * s) for m, s in zip(np.asarray(mean), std, strict=False)]
     reference = grid_posterior(log_posterior, bounds, 200)
     # Midpoint rule: spectrally accurate; float32 sums over 40k cells leave
     # ~1e-5 relative error, far below 1e-3 of the posterior sd (~0.4).

@@ -62,7 +62,7 @@ def test_rosenbrock_two_processes_match_one_process(tmp_path):
     finally:
         for proc in procs:
             proc.kill()
-    for proc, log in zip(procs, logs):
+    for proc, log in zip(procs, logs, strict=False):
         assert proc.returncode == 0, log[-3000:]
     # Process 0 writes everything; process 1, given its own directory, writes nothing.
     assert (outs[0] / "results.json").is_file() and (outs[0] / "config.json").is_file()

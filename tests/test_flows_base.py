@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_close, perturb
 from jax.experimental import checkify
 
 import jcnf
-from conftest import assert_close, perturb
 
 RNG = jax.random.PRNGKey(0)
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import assert_close, brute_force_log_det, perturb
 
 import jcnf
-from conftest import assert_close, brute_force_log_det, perturb
 
 RNG = jax.random.PRNGKey(0)
 

@@ -1,9 +1,9 @@
 """jcnf.flows.push: latents through a flow give its inverse and the flow's own log-density."""
 
+import _train_worker as worker
 import jax
 import numpy as np
 
-import _train_worker as worker
 import jcnf
 from jcnf.flows import push_latents
 

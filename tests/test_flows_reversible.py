@@ -10,8 +10,8 @@ of order 1-100) leave a factor of ~100 over that rounding on these depths.
 import jax
 import jax.numpy as jnp
 import pytest
-
 from conftest import assert_close
+
 from jcnf.flows.reversible import reversible_chain, stack_params
 
 RNG = jax.random.PRNGKey(0)
@@ -83,7 +83,7 @@ def test_reversible_chain_matches_plain_loop_in_value_and_gradients():
 
     grads_plain = jax.jit(jax.grad(_chain_loss(_plain_chain), argnums=(0, 1, 2)))(params, x, context)
     grads_eff = jax.jit(jax.grad(_chain_loss(efficient), argnums=(0, 1, 2)))(params, x, context)
-    for plain, eff in zip(jax.tree.leaves(grads_plain), jax.tree.leaves(grads_eff)):
+    for plain, eff in zip(jax.tree.leaves(grads_plain), jax.tree.leaves(grads_eff), strict=False):
         assert_close(eff, plain, atol=1e-5, rtol=1e-4)
     # Every gradient is used: a zero cotangent would hide a wiring bug.
     assert all(float(jnp.max(jnp.abs(leaf))) > 1e-3 for leaf in jax.tree.leaves(grads_plain))

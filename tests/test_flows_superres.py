@@ -4,12 +4,13 @@ Its round trip and log-det against the Jacobian are in test_registry.py.
 """
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import brute_force_log_det, perturb
+
 from jcnf.flows import ConditionalGlow, SuperResolutionGlow
 from jcnf.nets import backprojected_upsample
 

@@ -23,7 +23,7 @@ def log_prior(x):
 
 
 def log_evidence_of_objective():
-    """log of the integral of exp(posterior_log_density): N(y; A m, A C A^T + s^2 I) (2 pi s^2)^(m/2).
+    """Log of the integral of exp(posterior_log_density): N(y; A m, A C A^T + s^2 I) (2 pi s^2)^(m/2).
 
     posterior_log_density drops the likelihood's normalizer, so its integral
     is the evidence times (2 pi s^2)^(m/2); objective + this = KL(q || posterior).
@@ -229,6 +229,6 @@ def test_several_steps_per_dispatch_give_the_single_step_result(problem):
     for latents in (None, 64):
         single, chunked = results[1, latents], results[5, latents]
         # Same keys and latents in the same order; only XLA's fusion of the scanned program differs.
-        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(chunked.params)):
+        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(chunked.params), strict=False):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(chunked.loss_history, single.loss_history, rtol=1e-5)

@@ -8,10 +8,10 @@ whose gradients are summed over two devices in a different order than on one
 
 import json
 
+import _train_worker as worker
 import jax
 import numpy as np
 
-import _train_worker as worker
 from jcnf import inverse
 
 

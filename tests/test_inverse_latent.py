@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import brute_force_log_det
 
 import jcnf
-from conftest import brute_force_log_det
 from jcnf import inverse
 
 
@@ -44,7 +44,7 @@ def test_inverse_and_log_det_match_brute_force(amortized):
     np.testing.assert_allclose(forward_log_det, -log_det, atol=1e-5)
     inverse_one = jax.jit(lambda e, c: corrected.apply(variables, e[None], c[None], method="inverse")[0])
     for i in range(3):
-        brute = brute_force_log_det(lambda e: inverse_one(e, context[i]), z[i])
+        brute = brute_force_log_det(lambda e, i=i: inverse_one(e, context[i]), z[i])
         np.testing.assert_allclose(log_det[i], brute, atol=1e-4)  # slogdet of a float32 Jacobian
 
 

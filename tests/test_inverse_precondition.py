@@ -20,7 +20,7 @@ def test_copy_is_equal_and_not_aliased(flow_params):
     _, params = flow_params
     copy = inverse.precondition(params)
     assert jax.tree.structure(copy) == jax.tree.structure(params)
-    for original, copied in zip(jax.tree.leaves(params), jax.tree.leaves(copy)):
+    for original, copied in zip(jax.tree.leaves(params), jax.tree.leaves(copy), strict=False):
         assert copied.shape == original.shape and copied.dtype == original.dtype
         np.testing.assert_array_equal(copied, original)  # exact: a copy, not a recomputation
         if original.size:
@@ -40,7 +40,8 @@ def test_training_the_copy_leaves_the_original_unchanged(flow_params):
     step = jcnf.train.reverse_kl_step(model, inverse.rosenbrock_log_prob, 8)
     for _ in range(3):
         state, _ = step(state, jnp.zeros((1, 2)))
-    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params["flow"]), jax.tree.leaves(before))]
+    moved = [not np.array_equal(a, b)
+             for a, b in zip(jax.tree.leaves(state.params["flow"]), jax.tree.leaves(before), strict=True)]
     assert any(moved)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), before)
 

@@ -22,13 +22,13 @@ def _astronaut_pairs(height=64, width=64, noise_std=0.05, seed=0):
 def _skimage_ssim(x, y, data_range=1.0):
     return np.array([skmetrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
                                                      use_sample_covariance=False, data_range=data_range,
-                                                     channel_axis=-1) for a, b in zip(x, y)])
+                                                     channel_axis=-1) for a, b in zip(x, y, strict=False)])
 
 
 @pytest.mark.parametrize("noise_std", [0.01, 0.05, 0.2])
 def test_psnr_matches_skimage(noise_std):
     clean, noisy = _astronaut_pairs(noise_std=noise_std)
-    expected = [skmetrics.peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(clean, noisy)]
+    expected = [skmetrics.peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(clean, noisy, strict=False)]
     ours = metrics.psnr(clean.astype(np.float32), noisy.astype(np.float32))
     # float32 MSE has relative error ~1e-6, i.e. 10 / ln 10 * 1e-6 ~ 4e-6 dB (measured <= 4.2e-6).
     np.testing.assert_allclose(ours, expected, atol=2e-5)
@@ -37,7 +37,7 @@ def test_psnr_matches_skimage(noise_std):
 def test_psnr_with_data_range_255():
     clean, noisy = _astronaut_pairs()
     clean, noisy = 255.0 * clean, 255.0 * noisy
-    expected = [skmetrics.peak_signal_noise_ratio(a, b, data_range=255.0) for a, b in zip(clean, noisy)]
+    expected = [skmetrics.peak_signal_noise_ratio(a, b, data_range=255.0) for a, b in zip(clean, noisy, strict=False)]
     np.testing.assert_allclose(metrics.psnr(clean.astype(np.float32), noisy.astype(np.float32), 255.0),
                                expected, atol=2e-5)  # Same float32 bound as above.
 

@@ -26,10 +26,10 @@ def test_conv2d_matches_lax_convolution_in_value_and_gradients(kernel_size):
     want = jax.grad(loss(reference), argnums=(0, 1))(x, kernel)
     got = jax.grad(loss(conv2d), argnums=(0, 1))(x, kernel)
     # Both gradients compute the same sums in another order: float32 rounding on sums of ~100 terms.
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     # The CPU form is also checked directly, whichever backend runs this test.
-    for g, w in zip(conv._canonical_gradients(x, kernel, jnp.cos(reference(x, kernel)) * weights), want):
+    for g, w in zip(conv._canonical_gradients(x, kernel, jnp.cos(reference(x, kernel)) * weights), want, strict=False):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import brute_force_log_det, perturb
 
 import jcnf
-from conftest import brute_force_log_det, perturb
 from jcnf.nets import RRDB, ContextEncoder, ResidualDenseBlock, RRDBEncoder
 
 FEATURES, GROWTH = 6, 3

@@ -249,7 +249,7 @@ def test_blur_downsample_matches_scipy(name, sigma, factor):
     operator = OPERATORS[name]
     images = _unknowns(operator, 15)
     ours = np.asarray(operator.apply(images))
-    for image, result in zip(np.asarray(images, np.float64), ours):
+    for image, result in zip(np.asarray(images, np.float64), ours, strict=False):
         # scipy's zero-padded ("constant") Gaussian filter with the same 4-sigma
         # truncation, over height and width only.
         sigmas = (sigma, sigma) + (0.0,) * (image.ndim - 2)

@@ -70,7 +70,7 @@ def test_two_processes_agree(tmp_path):
     finally:
         for proc in procs:
             proc.kill()
-    for proc, log in zip(procs, logs):
+    for proc, log in zip(procs, logs, strict=False):
         assert proc.returncode == 0, log[-3000:]
     first, second = (dict(np.load(tmp_path / f"p{i}.npz")) for i in range(2))
     _assert_same_params(first, second, atol=0.0)

@@ -1,4 +1,6 @@
-"""jcnf.train.checkpoint: exact round trips (zero-size leaf included), keep-last-N, SIGKILL resume,
+"""jcnf.train.checkpoint: round trips, keep-last-N, SIGKILL resume, unreadable and foreign checkpoints.
+
+Exact round trips (zero-size leaf included), keep-last-N, SIGKILL resume,
 fallback past an unreadable checkpoint, refusal of another model's checkpoint, remote paths.
 
 Resumed runs are compared with uninterrupted ones at atol 1e-6: the same
@@ -15,12 +17,12 @@ import sys
 import time
 import warnings
 
+import _train_worker as worker
 import jax
 import numpy as np
 import optax
 import pytest
 
-import _train_worker as worker
 import jcnf
 from jcnf import train
 
@@ -62,12 +64,12 @@ def test_round_trip_is_exact_and_keeps_the_shape_marker(tmp_path):
     original_leaves, original_tree = jax.tree.flatten(jax.device_get(state))
     restored_leaves, restored_tree = jax.tree.flatten(jax.device_get(restored))
     assert original_tree == restored_tree
-    for a, b in zip(original_leaves, restored_leaves):
+    for a, b in zip(original_leaves, restored_leaves, strict=False):
         np.testing.assert_array_equal(a, b)
     # Restored and original states continue identically (rng and Adam moments restored).
     continued, _ = step(state, batch)
     resumed, _ = step(restored, batch)
-    for a, b in zip(jax.tree.leaves(continued.params), jax.tree.leaves(resumed.params)):
+    for a, b in zip(jax.tree.leaves(continued.params), jax.tree.leaves(resumed.params), strict=False):
         np.testing.assert_array_equal(a, b)
 
 

@@ -2,12 +2,12 @@
 
 import json
 
+import _train_worker as worker
 import jax
 import numpy as np
 import optax
 import pytest
 
-import _train_worker as worker
 import jcnf
 from jcnf import train
 
@@ -58,7 +58,7 @@ def test_resume_fast_forwards_a_plain_iterator(tmp_path):
     assert [r["step"] for r in resumed.history] == [15, 20]
     with open(metrics_path) as f:
         assert [json.loads(line)["step"] for line in f] == [15, 20]
-    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params)):
+    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -97,12 +97,12 @@ def test_several_steps_per_dispatch_equal_single_steps_and_keep_every_metric(tmp
     single, chunked = runs[1], runs[4]
     # One scan of the same step function: the same arithmetic, so the same parameters bit for bit
     # up to XLA fusing the scanned program differently (float32 rounding, 1e-6 on params of order 1).
-    for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(chunked.state.params)):
+    for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(chunked.state.params), strict=False):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
     # Log and checkpoint points stay at their exact steps (8 and 11; 4 and 8 and 11), and the logged
     # window means cover every step's metrics.
     assert [r["step"] for r in chunked.history] == [r["step"] for r in single.history] == [8, 11]
-    for a, b in zip(single.history, chunked.history):
+    for a, b in zip(single.history, chunked.history, strict=False):
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
     assert train.Checkpointer(tmp_path / "ckpt4").all_steps() == [4, 8, 11]
 

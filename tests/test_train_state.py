@@ -1,5 +1,6 @@
 """jcnf.train.state: data-dependent init, the params layout, module dequantizers, bad input."""
 
+import _train_worker as worker
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,6 @@ import numpy as np
 import optax
 import pytest
 
-import _train_worker as worker
 import jcnf
 from jcnf import train
 
@@ -53,7 +53,7 @@ def test_create_state_runs_actnorm_data_dependent_init():
 def test_typed_keys_and_ema_start_at_the_params():
     state = train.create_state(MODEL, optax.adam(1e-3), jax.random.key(0), _batch(), ema_decay=0.99)
     assert state.rng.dtype == jnp.uint32
-    for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)):
+    for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params), strict=False):
         np.testing.assert_array_equal(a, b)
 
 

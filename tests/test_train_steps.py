@@ -6,13 +6,13 @@ second on two CPU cores.
 
 import math
 
+import _train_worker as worker
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import _train_worker as worker
 import jcnf
 from jcnf import train
 
@@ -34,7 +34,7 @@ def _host(tree):
 
 
 def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
         np.testing.assert_array_equal(x, y)
 
 
@@ -56,8 +56,8 @@ def test_non_finite_batch_leaves_params_and_optimizer_unchanged(mle, key, bad):
     # A clean batch then trains: the run of skips resets, the total stays.
     state, metrics = step(state, batch)
     assert float(metrics["skipped"]) == 0.0 and int(state.skipped) == 1 and int(state.skip_run) == 0
-    moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before.params))
-             if a.size]
+    moved = [np.max(np.abs(a - b))
+             for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before.params), strict=True) if a.size]
     assert max(moved) > 1e-3
 
 
@@ -164,7 +164,7 @@ def test_ema_follows_the_params(mle):
     before = _host(state.params)
     state, _ = mle(state, batch)
     expected = jax.tree.map(lambda old, new: 0.25 * old + 0.75 * new, before, _host(state.params))
-    for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(expected)):
+    for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(expected), strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

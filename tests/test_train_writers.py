@@ -4,9 +4,9 @@ import json
 import os
 import struct
 
+import _train_worker as worker
 import pytest
 
-import _train_worker as worker
 import jcnf
 from jcnf import train
 
