@@ -81,7 +81,10 @@ def test_density_integrates_to_one_on_each_half_line():
         variables = _init(dq, value, None)
         offsets = jnp.concatenate([jnp.geomspace(1e-7, 1.0, 20000), jnp.linspace(1.0, 60.0, 20000)[1:]])
         v = (0.5 + (2 * label - 1) * offsets).reshape(-1, 1, 1, 1)
-        log_q = jax.jit(jax.vmap(lambda x, variables=variables: dq.apply(variables, x[None], None, method="log_density")[0]))(v)
+        def log_density(x, variables=variables):
+            return dq.apply(variables, x[None], None, method="log_density")[0]
+
+        log_q = jax.jit(jax.vmap(log_density))(v)
         integral = np.trapezoid(np.exp(np.asarray(log_q, np.float64)), np.asarray(offsets, np.float64))
         # Trapezoids on 40k points of a smooth density: error well below 1e-3;
         # the tails below 1e-7 and above 60 hold < 1e-6 of the mass.

@@ -44,8 +44,10 @@ def test_noise_in_bin_and_log_density_matches_jacobian():
     assert float(noise.min()) >= 0.0 and float(noise.max()) < 1.0 / NUM_BINS
     for row in range(2):
         # Change of variables for the bijection eps -> u: log q(u) = log N(eps) - log|det du/deps|.
-        log_det = brute_force_log_det(lambda e, row=row: noise_fn(e[None], value[row:row + 1], context[row:row + 1])[0][0],
-                                      eps[row])
+        def to_noise(e, row=row):
+            return noise_fn(e[None], value[row:row + 1], context[row:row + 1])[0][0]
+
+        log_det = brute_force_log_det(to_noise, eps[row])
         expected = standard_normal_log_prob(eps[row:row + 1], 3)[0] - log_det
         # float32 Jacobian of a 4-dimensional map; log q is ~5 nats.
         np.testing.assert_allclose(float(log_q[row]), float(expected), atol=2e-4, rtol=1e-5)
