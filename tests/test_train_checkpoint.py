@@ -108,6 +108,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         killed.wait(timeout=30)
     finally:
         killed.kill()
+        killed.wait(timeout=30)
+        killed.stdout.close()  # the pipe is ours to close (warnings are errors in this suite)
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed.npz").exists()
     at_kill = _complete_steps(checkpoint_dir)[-1]
