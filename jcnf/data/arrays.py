@@ -20,6 +20,20 @@ import numpy as np
 from jcnf._checks import check_int
 
 
+def example_arrays(arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+    """`arrays` as numpy arrays, and their shared number of examples (the leading axis).
+
+    Raises:
+      ValueError: `arrays` is not a non-empty dict, or its arrays differ in length.
+    """
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise ValueError("`arrays` must be a non-empty dict of arrays with a shared leading axis.")
+    arrays = {key: np.asarray(x) for key, x in arrays.items()}
+    sizes = {key: x.shape[0] if x.ndim else None for key, x in arrays.items()}
+    if None in sizes.values() or len(set(sizes.values())) != 1:
+        raise ValueError(f"All arrays must share the leading (example) axis; got sizes {sizes}.")
+    return arrays, next(iter(sizes.values()))
+
 class ArrayBatches:
     """Endless shuffled batches {key: array[batch_size, ...]} from a dict of equal-length arrays.
 
@@ -42,13 +56,7 @@ class ArrayBatches:
 
     def __init__(self, arrays: Mapping[str, Any], batch_size: int, seed: int = 0,
                  process_index: int | None = None, process_count: int | None = None):
-        if not isinstance(arrays, Mapping) or not arrays:
-            raise ValueError("`arrays` must be a non-empty dict of arrays with a shared leading axis.")
-        self._arrays = {key: np.asarray(x) for key, x in arrays.items()}
-        sizes = {key: x.shape[0] if x.ndim else None for key, x in self._arrays.items()}
-        if None in sizes.values() or len(set(sizes.values())) != 1:
-            raise ValueError(f"All arrays must share the leading (example) axis; got sizes {sizes}.")
-        self._num_examples = next(iter(sizes.values()))
+        self._arrays, self._num_examples = example_arrays(arrays)
         check_int("batch_size", batch_size)
         if not 1 <= batch_size <= self._num_examples:
             raise ValueError(f"`batch_size` must be in [1, {self._num_examples}] (the number of examples); "

@@ -13,6 +13,25 @@ from jcnf.data.patches import random_patches
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
+
+def image_paths(directory: str | os.PathLike, channels: int = 3,
+                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """The sorted paths of the images in `directory`, after checking the arguments.
+
+    Raises:
+      ValueError: `channels` is not 1 or 3, `directory` is not a folder, or it
+        holds no file with one of `extensions` (case-insensitive).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3; got {channels!r}.")
+    if not os.path.isdir(directory):
+        raise ValueError(f"`directory` must be an existing folder of images; got {os.fspath(directory)!r}.")
+    suffixes = tuple(e.lower() for e in extensions)
+    names = sorted(n for n in os.listdir(directory) if n.lower().endswith(suffixes))
+    if not names:
+        raise ValueError(f"`directory` {os.fspath(directory)!r} holds no files ending in {list(suffixes)}.")
+    return [os.path.join(directory, name) for name in names]
+
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     mode = {1: "L", 3: "RGB"}[channels]
     return image if image.mode == mode else image.convert(mode)
@@ -30,14 +49,7 @@ def load_image_folder(directory: str | os.PathLike, channels: int = 3,
     Returns:
       A list of uint8 arrays [height, width, channels] (sizes may differ).
     """
-    if channels not in (1, 3):
-        raise ValueError(f"`channels` must be 1 or 3; got {channels!r}.")
-    if not os.path.isdir(directory):
-        raise ValueError(f"`directory` must be an existing folder of images; got {os.fspath(directory)!r}.")
-    suffixes = tuple(e.lower() for e in extensions)
-    names = sorted(n for n in os.listdir(directory) if n.lower().endswith(suffixes))
-    if not names:
-        raise ValueError(f"`directory` {os.fspath(directory)!r} holds no files ending in {list(suffixes)}.")
+    names = [os.path.basename(path) for path in image_paths(directory, channels, extensions)]
     images = []
     for name in names:
         with Image.open(os.path.join(directory, name)) as image:

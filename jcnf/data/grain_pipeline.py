@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 
 from jcnf._checks import check_int
-from jcnf.data.folder import IMAGE_EXTENSIONS
+from jcnf.data.arrays import example_arrays
+from jcnf.data.folder import IMAGE_EXTENSIONS, image_paths
 from jcnf.data.images import NUM_BINS
 
 Example = Mapping[str, Any]
@@ -44,13 +45,7 @@ class ArraySource:
     """
 
     def __init__(self, arrays: Mapping[str, Any]):
-        if not isinstance(arrays, Mapping) or not arrays:
-            raise ValueError("`arrays` must be a non-empty dict of arrays with a shared leading axis.")
-        self._arrays = {key: np.asarray(x) for key, x in arrays.items()}
-        sizes = {key: x.shape[0] if x.ndim else None for key, x in self._arrays.items()}
-        if None in sizes.values() or len(set(sizes.values())) != 1:
-            raise ValueError(f"All arrays must share the leading (example) axis; got sizes {sizes}.")
-        self._length = next(iter(sizes.values()))
+        self._arrays, self._length = example_arrays(arrays)
 
     def __len__(self) -> int:
         return self._length
@@ -72,15 +67,7 @@ class ImageFolderSource:
 
     def __init__(self, directory: str | os.PathLike, channels: int = 3,
                  extensions: Sequence[str] = IMAGE_EXTENSIONS):
-        if channels not in (1, 3):
-            raise ValueError(f"`channels` must be 1 or 3; got {channels!r}.")
-        if not os.path.isdir(directory):
-            raise ValueError(f"`directory` must be an existing folder of images; got {os.fspath(directory)!r}.")
-        suffixes = tuple(e.lower() for e in extensions)
-        names = sorted(n for n in os.listdir(directory) if n.lower().endswith(suffixes))
-        if not names:
-            raise ValueError(f"`directory` {os.fspath(directory)!r} holds no files ending in {list(suffixes)}.")
-        self.paths = [os.path.join(directory, name) for name in names]
+        self.paths = image_paths(directory, channels, extensions)
         self._mode = {1: "L", 3: "RGB"}[channels]
         self._channels = channels
 
