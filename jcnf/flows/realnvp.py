@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -71,10 +70,8 @@ class ConditionalRealNVP(ConditionalFlow):
 
     def _trained_context_width(self, params) -> Optional[int]:
         # The first coupling's conditioner reads concat(first half of the value, context).
-        if "pairs" in params:
-            first = jax.tree.map(lambda leaf: leaf[0], params["pairs"]["steps"]["second_half"])
-        else:
-            first = params.get("last")
+        # Only a shape is read: the pairs' stacked leading axis does not change a kernel's last two.
+        first = params["pairs"]["steps"]["second_half"] if "pairs" in params else params.get("last")
         kernel = (first or {}).get("coupling", {}).get("MLPCouplingNet_0", {}).get("Dense_0", {}).get("kernel")
         if kernel is None or "shape_marker" not in params:
             return None

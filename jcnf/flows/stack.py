@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.flows.reversible import reversible_chain, scan_chain
+from jcnf.flows.reversible import reversible_chain, scan_chain, stack_params
 
 PyTree = Any
 STACKED = "steps"
@@ -84,7 +84,7 @@ class StepStack(nn.Module):
                 for key in keys:
                     h, step_params = init_one(h, key)
                     params.append(step_params)
-                stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
+                stacked = stack_params(params)
             self.put_variable("params", STACKED, stacked)
         if not self.has_variable("params", STACKED):
             raise ValueError(f"`params` has no stacked '{STACKED}' entry at {'/'.join(self.scope.path)}: "

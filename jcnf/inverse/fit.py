@@ -53,20 +53,6 @@ from jcnf.train.loop import fit
 from jcnf.train.state import TrainState, state_from_params
 
 
-class _ObservationStep(NamedTuple):
-    """The reverse-KL step bound to one observation, with `fit`'s step interface (one or several steps)."""
-
-    train: Callable[..., Any]
-    context: Array
-    target: tuple
-
-    def __call__(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        return self.train(state, self.context, self.target, batch)
-
-    def run(self, state: TrainState, batches: list[dict]) -> tuple[TrainState, dict]:
-        return self.train.run(state, self.context, self.target, batches=batches)
-
-
 class _GlobalLatents:
     """Batches {"z": [num_samples, *event]} of fixed latents as global arrays on the mesh, resumable.
 
@@ -215,7 +201,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     start_params = {"flow": precondition(params)}
     state = state_from_params(start_params, step.optimizer, raw_key(train_rng))
 
-    step_fn = _ObservationStep(step.train, context, target)
+    step_fn = step.train.bind(context, target)
 
     if num_latents is None:
         batches = itertools.repeat({})

@@ -347,17 +347,26 @@ class ReverseKLStep:
     def __call__(self, state: TrainState, context: Array, target: tuple[Any, ...] = (),
                  batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
         """One reverse-KL step for this context and target; returns the new state and metrics."""
-        inputs = self._inputs(context, target)
-        state = place_state(state, self.mesh)
-        if batch is None or "z" not in batch:
-            return self._from_rng(state, inputs)
-        return self._from_z(state, {**inputs, "z": self._latents(batch, "batch")})
+        return self._step(state, self._inputs(context, target), batch)
 
     def run(self, state: TrainState, context: Array, target: tuple[Any, ...] = (),
             batches: Optional[Sequence[Batch]] = None,
             num_steps: Optional[int] = None) -> tuple[TrainState, Metrics]:
         """Several steps in one dispatch: one per batch of latents, or `num_steps` on fresh latents."""
-        inputs = self._inputs(context, target)
+        return self._run(state, self._inputs(context, target), batches, num_steps)
+
+    def bind(self, context: Array, target: tuple[Any, ...] = ()) -> "BoundReverseKLStep":
+        """This step for one context and target, placed on the mesh once: `fit`'s `step(state, batch)`."""
+        return BoundReverseKLStep(self, self._inputs(context, target))
+
+    def _step(self, state: TrainState, inputs: dict, batch: Optional[Batch]) -> tuple[TrainState, Metrics]:
+        state = place_state(state, self.mesh)
+        if batch is None or "z" not in batch:
+            return self._from_rng(state, inputs)
+        return self._from_z(state, {**inputs, "z": self._latents(batch, "batch")})
+
+    def _run(self, state: TrainState, inputs: dict, batches: Optional[Sequence[Batch]],
+             num_steps: Optional[int]) -> tuple[TrainState, Metrics]:
         state = place_state(state, self.mesh)
         if batches is not None and all("z" in batch for batch in batches):
             _check_dispatch(batches)
@@ -366,6 +375,26 @@ class ReverseKLStep:
         count = len(batches) if batches is not None else num_steps
         check_int("num_steps", count)
         return self._many_from_rng(state, inputs, count)
+
+
+class BoundReverseKLStep:
+    """A `ReverseKLStep` with its context and target already on the mesh (`ReverseKLStep.bind`).
+
+    `state, metrics = step(state, batch=None)` and `step.run(state, batches)`:
+    the interface of `TrainStep`, so `fit` drives it, one or several steps
+    per dispatch, without moving the observation to the device every step.
+    """
+
+    def __init__(self, step: ReverseKLStep, inputs: dict):
+        self._reverse_kl, self._inputs = step, inputs
+
+    def __call__(self, state: TrainState, batch: Optional[Batch] = None) -> tuple[TrainState, Metrics]:
+        """One step on `batch` (its "z", or fresh latents); returns the new state and metrics."""
+        return self._reverse_kl._step(state, self._inputs, batch)
+
+    def run(self, state: TrainState, batches: Sequence[Batch]) -> tuple[TrainState, Metrics]:
+        """len(batches) steps in one dispatch; metrics stacked along a leading step axis."""
+        return self._reverse_kl._run(state, self._inputs, batches, None)
 
 
 def sample_step(model: nn.Module, mesh: Optional[Mesh] = None, use_ema: bool = False) -> Callable[..., Array]:
