@@ -6,8 +6,8 @@ steps in one jitted `lax.scan`; this measures its effect, in one run, on:
   * a tiny `ConditionalRealNVP` (2 layers, hidden 16) trained by maximum
     likelihood on 2-D pairs, batch 32;
   * the Rosenbrock reverse-KL problem of Siahkoohi et al. (a RealNVP of 8
-    layers, hidden 64, 64 latents per step from a fixed set of 1000, the
-    2x2 operator y = A x + noise 0.4) with `fit_reverse_kl`.
+    layers, hidden 64, 64 latents per step from a fixed set of 1000, a fixed
+    near-identity 2x2 operator, noise 0.4) with `fit_reverse_kl`.
 Throughput is `fit`'s own logged steps/s, median over the log windows after
 the first (which holds the compilation).
 
