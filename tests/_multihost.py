@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests._xla import xla_flags
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -34,7 +36,7 @@ def _command(module: str, config: str, out: Path, distributed: str) -> list[str]
 
 def _env(devices: int, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("JCNF_", "JAX_COORDINATOR"))}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices), **extra)
     return env
 
 

@@ -197,7 +197,9 @@ def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> lis
         sock.bind(("localhost", 0))
         port = sock.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
+    from tests._xla import xla_flags  # only the test process calls this; the worker script does not need it
+
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
     procs = [subprocess.Popen([sys.executable, __file__, mode, "--out", f"{out_prefix}{i}", "--port", str(port),
                                "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for i in range(2)]

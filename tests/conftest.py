@@ -6,10 +6,17 @@ of shape [batch] becomes [batch, batch]. Tests marked `strict_dtypes` also
 forbid implicit dtype promotion (`jax.numpy_dtype_promotion("strict")`).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from tests._xla import xla_flags
+
+# Before any test touches a backend (XLA reads its flags when the CPU client starts).
+os.environ["XLA_FLAGS"] = xla_flags(base=os.environ.get("XLA_FLAGS", ""))
 
 
 def pytest_configure(config):

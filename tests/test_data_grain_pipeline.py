@@ -25,6 +25,7 @@ from jcnf.data import (
     random_crop,
     tfds_source,
 )
+from tests._xla import xla_flags
 
 _NUM = 24
 _IMAGES = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
@@ -221,7 +222,7 @@ def test_two_processes_split_an_epoch(tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd())
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd(), XLA_FLAGS=xla_flags())
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(port), str(i), str(outs[i])], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]

@@ -21,13 +21,15 @@ import pytest
 
 import jcnf
 from jcnf import sharding, train
+from tests._xla import xla_flags
 
 WORKER = os.path.join(os.path.dirname(__file__), "_train_worker.py")
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", **extra)
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
+    env.update(extra)
     return env
 
 
@@ -46,7 +48,7 @@ def _assert_same_params(a: dict, b: dict, atol: float) -> None:
 def test_one_and_eight_devices_agree(tmp_path):
     out = str(tmp_path / "devices8.json")
     subprocess.run([sys.executable, WORKER, "devices8", "--out", out], check=True, timeout=120,
-                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+                   env=_env(XLA_FLAGS=xla_flags(8)))
     with open(out) as f:
         record = json.load(f)
     assert record["devices_one"] == 1 and record["devices_eight"] == 8
