@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         # A rerun with the same --out resumes from the newest checkpoint (model, optimizer and pipeline position).
         state, history = fit(model, batches(), train.steps, optimizer=optimizer, dequantizer=dq,
                              seed=config.seed, log_every=max(train.steps // 10, 1), metrics_path=metrics_path,
-                             checkpoint_dir=str(out / "checkpoints" / name),
+                             checkpoint_dir=_hosts.checkpoint_dir(out, name),
                              checkpoint_every=train.checkpoint_every)
         trained[name] = state
         seconds[f"{name}_train"] = time.time() - clock
