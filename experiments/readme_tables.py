@@ -74,18 +74,21 @@ def inverse_budgets() -> str:
 
 
 def superres() -> str:
-    """CNF vs the factorized logistic baseline vs bicubic on held-out tiles."""
+    """CNF vs the factorized logistic baseline vs bicubic on held-out tiles, then the claims' verdicts."""
     results = _load("experiments", "results", "superres.json")
-    cnf, logistic, bicubic = results["cnf"], results["factorized_logistic_mode"], results["bicubic"]
-    joined = lambda values, spec: " / ".join(format(value, spec) for value in values)  # noqa: E731
-    return _table(
-        [f"model ({results['params_per_model_thousands']}k params each)", "test bits/dim", "PSNR dB", "SSIM"],
-        [["CNF, T = " + " / ".join(str(t) for t in cnf["temperatures"]),
-          f"**{cnf['test_bits_per_dim_bound']:.2f}** (bound)",
-          joined(cnf["psnr_db"], ".1f"), joined(cnf["ssim"], ".2f")],
-         ["factorized logistic (mode)", f"{logistic['test_bits_per_dim']:.2f}", f"{logistic['psnr_db']:.1f}",
-          f"{logistic['ssim']:.2f}"],
-         ["bicubic", "—", f"{bicubic['psnr_db']:.1f}", f"{bicubic['ssim']:.2f}"]])
+    cnf, baseline, bicubic = results["cnf"], results["baseline"], results["bicubic"]
+    temperatures = list(cnf["samples"])
+    joined = lambda key, spec: " / ".join(format(cnf["samples"][t][key], spec) for t in temperatures)  # noqa: E731
+    table = _table(
+        [f"model ({round(cnf['params'] / 1000)}k params each)", "test bits/dim", "PSNR dB", "SSIM"],
+        [["CNF, T = " + " / ".join(temperatures), f"**{cnf['test_bits_per_dim']:.2f}** (bound)",
+          joined("psnr", ".1f"), joined("ssim", ".2f")],
+         ["factorized logistic (mode)", f"{baseline['test_bits_per_dim']:.2f}", f"{baseline['mode']['psnr']:.1f}",
+          f"{baseline['mode']['ssim']:.2f}"],
+         ["bicubic", "—", f"{bicubic['psnr']:.1f}", f"{bicubic['ssim']:.2f}"]])
+    verdicts = [f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} ({c['evidence']})"
+                for c in results["claims"].values()]
+    return table + "\n\n" + "\n".join(verdicts)
 
 
 def vessels() -> str:

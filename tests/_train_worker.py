@@ -9,9 +9,6 @@ Modes (each writes its result to --out):
                localhost, checkpointing; .npz of the final flow params.
   train        `fit` with checkpoints, optionally slowed down per step so the
                test can kill it mid-run; .npz of the final flow params.
-  superres     one process of a two-process job drawing `SuperResolutionBatches`:
-               .npz of the gathered global batches and of this process's rows,
-               JSON with the error for a batch the processes cannot split.
   reverse_kl   one process of a two-process job running `fit_reverse_kl` on a
                fixed set of latents: .npz of the final params, JSON with the
                error for a number of samples the processes cannot split.
@@ -133,30 +130,6 @@ def _join_two_processes(port: int, process_id: int) -> None:
     assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
 
 
-def superres_patches() -> np.ndarray:
-    """uint8 [12, 8, 8, 3] patches, the same in every process."""
-    return np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
-
-
-def run_superres(out: str, port: int, process_id: int) -> None:
-    _join_two_processes(port, process_id)
-    from jax.experimental import multihost_utils
-
-    from jcnf.data import SuperResolutionBatches
-
-    batches = SuperResolutionBatches(superres_patches(), 4, 2, seed=1, prefetch=2)
-    arrays = {}
-    for i in range(3):
-        batch = next(batches)
-        for key in ("value", "context"):
-            arrays[f"{key}_{i}"] = multihost_utils.process_allgather(batch[key], tiled=True)
-            # This process's own rows: the one shard on its one device.
-            arrays[f"local_{key}_{i}"] = np.asarray(batch[key].addressable_shards[0].data)
-    np.savez(f"{out}.npz", **arrays)
-    with open(out, "w") as f:
-        json.dump({"odd_error": _error(lambda: SuperResolutionBatches(superres_patches(), 3, 2))}, f)
-
-
 def reverse_kl_problem() -> dict:
     """A 2-D linear-Gaussian inverse problem and the `fit_reverse_kl` arguments of `run_reverse_kl`."""
     import jax.numpy as jnp
@@ -237,7 +210,7 @@ def run_train(out: str, checkpoint_dir: str, steps: int, sleep: float) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("devices8", "distributed", "train", "superres", "reverse_kl"))
+    parser.add_argument("mode", choices=("devices8", "distributed", "train", "reverse_kl"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--process-id", type=int, default=0)
@@ -249,8 +222,6 @@ def main(argv: list[str]) -> None:
         run_devices8(args.out)
     elif args.mode == "distributed":
         run_distributed(args.out, args.port, args.process_id, args.checkpoint_dir)
-    elif args.mode == "superres":
-        run_superres(args.out, args.port, args.process_id)
     elif args.mode == "reverse_kl":
         run_reverse_kl(args.out, args.port, args.process_id)
     else:

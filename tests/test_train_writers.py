@@ -6,6 +6,7 @@ import struct
 
 import _train_worker as worker
 import pytest
+from etils import epath
 
 import jcnf
 from jcnf import train
@@ -48,3 +49,21 @@ def test_fit_writes_the_logged_scalars_to_tensorboard(tmp_path):
                 # TensorBoard stores float32: the JSON's float64 agrees to float32 rounding.
                 assert scalars[(key, record["step"])] == pytest.approx(value, rel=1e-6), key
     assert {tag for tag, _ in scalars} == {key for key in records[0] if key != "step"}
+
+
+def test_metrics_log_writes_and_trims_through_epath(tmp_path):
+    path = tmp_path / "nested" / "run" / "metrics.jsonl"  # parents are created
+    log = train.writers.MetricsLog(str(path))
+    assert isinstance(log.path, epath.Path)  # the same code path as gs://bucket/...
+    for step in (5, 10, 15):
+        log.write({"step": step, "loss": float(step)})
+    log.close()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [5, 10, 15]
+    # Resuming from the checkpoint at step 10 drops what the interrupted run logged after it.
+    resumed = train.writers.MetricsLog(epath.Path(path), resume_step=10)
+    resumed.write({"step": 15, "loss": -1.0})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in records] == [(5, 5.0), (10, 10.0), (15, -1.0)]
+    # A fresh run (no checkpoint) starts a new file.
+    train.writers.MetricsLog(path).write({"step": 1})
+    assert path.read_text() == '{"step": 1}\n'

@@ -31,7 +31,8 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         "encoder": "residual",
         "mixtures": 5,  # logistic components of the baseline
         "dequantization": "uniform"})  # or "variational"
-    config.train = ml_collections.ConfigDict({"steps": 250, "batch": 16, "lr": 2e-3})
+    # checkpoint_every: steps between checkpoints in <out>/checkpoints/<model>; a rerun resumes from the newest.
+    config.train = ml_collections.ConfigDict({"steps": 250, "batch": 16, "lr": 2e-3, "checkpoint_every": 100})
     config.eval = ml_collections.ConfigDict({"figure_examples": 4})
     if name == "paper":
         config.data.source, config.data.train_patches, config.data.test_patches = "tfds", 1_281_167, 50_000
@@ -39,9 +40,10 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.model.context_features, config.model.encoder_blocks = 128, 16
         config.model.encoder = "rrdb"  # the authors' code: 16 RRDBs of 128 channels, for both models
         config.train.steps, config.train.batch, config.train.lr = 200_000, 64, 2e-4
+        config.train.checkpoint_every = 5000
     elif name == "smoke":
         config.data.patch, config.data.train_patches, config.data.test_patches = 16, 64, 8
-        config.train.steps, config.train.batch = 4, 4
+        config.train.steps, config.train.batch, config.train.checkpoint_every = 4, 4, 2
         config.model.levels, config.model.flow_steps, config.model.hidden = 1, 1, 8
         config.model.context_features, config.model.encoder_blocks = 8, 1
         config.model.mixtures, config.eval.figure_examples = 2, 2

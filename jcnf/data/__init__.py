@@ -22,11 +22,10 @@ from jcnf.data.images import (
 )
 from jcnf.data.patches import grid_patches, random_patches
 from jcnf.data.photos import TEST_PHOTOS, TRAIN_PHOTOS, load_sample_photos
-from jcnf.data.pipeline import SuperResolutionBatches
 from jcnf.data.tfds_images import SUPERRES_DATASETS, load_tfds_images
 
 __all__ = ["ArrayBatches", "ArraySource", "ImageFolderSource", "NUM_BINS", "SUPERRES_DATASETS",
-           "SuperResolutionBatches", "TEST_PHOTOS", "TRAIN_PHOTOS", "area_downsample", "array_record_source",
+           "TEST_PHOTOS", "TRAIN_PHOTOS", "area_downsample", "array_record_source",
            "bicubic_upsample", "check_images", "downsample_pair", "folder_patches", "grain_batches",
            "grid_patches", "load_image_folder", "load_sample_photos", "load_tfds_images", "make_pairs",
            "quantize", "random_crop", "random_patches", "tfds_source", "to_unit_interval"]

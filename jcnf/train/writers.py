@@ -13,33 +13,36 @@ import os
 from typing import Any, Mapping, Optional
 
 import jax
+from etils import epath
 
 
 class MetricsLog:
     """Appends one JSON object per line to `path` (process 0 only).
 
-    On resume, records of steps after the restored checkpoint (written by the
-    interrupted run, then redone) are dropped, so each step appears once.
+    The path goes through `etils.epath`, so it may be local or remote
+    (`gs://bucket/run/metrics.jsonl`). On resume, records of steps after the
+    restored checkpoint (written by the interrupted run, then redone) are
+    dropped, so each step appears once.
     """
 
     def __init__(self, path: Optional[str | os.PathLike], resume_step: int = 0):
-        self.path = None if path is None or jax.process_index() != 0 else os.fspath(path)
+        self.path = None if path is None or jax.process_index() != 0 else epath.Path(path)
         if self.path is None:
             return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        if resume_step and os.path.exists(self.path):
-            with open(self.path) as lines:
-                kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step and self.path.exists():
+            lines = self.path.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= resume_step]
             # Rewrite even when nothing is kept: every line may be newer than the checkpoint.
-            with open(self.path, "w") as out:
-                out.writelines(kept)
-        elif os.path.exists(self.path):
-            os.remove(self.path)
+            self.path.write_text("".join(kept))
+        elif self.path.exists():
+            self.path.unlink()
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Appends `record` as one line."""
         if self.path is not None:
-            with open(self.path, "a") as out:
+            # Opened per record, so a killed run leaves every logged line on storage.
+            with self.path.open("a") as out:
                 out.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
