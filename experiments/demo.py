@@ -8,9 +8,9 @@ Gaussian baseline fitted in closed form, plus a sample check.
 
     python -m experiments.demo --out out/demo
 
-Settings: experiments/configs/demo.py (default, smoke); `--config.KEY=VALUE` overrides one. The
-model is small enough for one device: on a multi-process job every process trains the same copy and
-process 0 writes the outputs.
+Settings: experiments/configs/demo.py (default, smoke); `--config.KEY=VALUE` overrides one. Training
+is `jcnf.train.fit` over the device mesh (batches split across devices and processes); a rerun with the
+same `--out` resumes from `OUT/checkpoints/flow`, and process 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import optax
 import jcnf
 from experiments import _hosts
 from experiments._config import parse_command_line
-from jcnf._progress import progress_bar
 
 
 def make_ring_pairs(rng: np.random.Generator, num: int) -> dict[str, np.ndarray]:
@@ -60,41 +59,33 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(config.seed)
     train, test = make_ring_pairs(rng, config.data.train_pairs), make_ring_pairs(rng, config.data.test_pairs)
     model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
-    key = jax.random.PRNGKey(config.seed)
-    variables = jax.jit(model.init)(key, train["value"][:batch_size], train["context"][:batch_size])
     optimizer = optax.chain(optax.clip_by_global_norm(config.train.clip_norm),
                             optax.adam(optax.cosine_decay_schedule(config.train.lr, steps)))
-    params, opt_state = variables["params"], optimizer.init(variables["params"])
-
-    @jax.jit
-    def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(
-            lambda p: -jnp.mean(model.apply({"params": p}, batch["value"], batch["context"])))(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    options = dict(batch_size=batch_size, optimizer=optimizer, seed=config.seed)
+    # Zero steps: the initialized state (ActNorm fitted to the first batch) that training starts from.
+    initial = jcnf.train.fit(model, train, 0, progress=False, **options).state
+    initial_params = _hosts.to_host(initial.params["flow"])  # training donates the state's buffers
+    start = time.time()
+    # A rerun with the same --out resumes from the newest checkpoint; small steps are dispatched 10 at a time.
+    state = jcnf.train.fit(model, train, steps, state=initial, log_every=250, steps_per_dispatch=10,
+                           checkpoint_dir=_hosts.checkpoint_dir(out, "flow"), checkpoint_every=500,
+                           metrics_path=_hosts.metrics_file(out, "flow"), progress=_hosts.is_writer(),
+                           **options).state
+    train_seconds = time.time() - start
 
     evaluate = jax.jit(lambda p, v, c: jnp.mean(model.apply({"params": p}, v, c)))
-    initial = float(evaluate(params, test["value"], test["context"]))
-    start = time.time()
-    bar = progress_bar(steps, desc="demo", log_every=250, disable=not _hosts.is_writer())
-    for i in range(steps):
-        index = rng.integers(0, len(train["value"]), batch_size)
-        params, opt_state, loss = step(params, opt_state, {k: v[index] for k, v in train.items()})
-        if (i + 1) % 250 == 0:  # the loss of the step each printed line reports
-            bar.set_postfix(nll=f"{float(loss):.3f}")
-        bar.update(1)
-    bar.close()
-    final = float(evaluate(params, test["value"], test["context"]))
-
+    params = _hosts.to_host(state.params["flow"])
     # Sample check: at context r, samples should sit on the ring of radius r.
     context = jnp.full((2000, 1), 2.0)
-    samples = np.asarray(jax.jit(lambda p, k: model.apply({"params": p}, k, context, method="sample"))(params, key))
+    samples = np.asarray(jax.jit(lambda p, k: model.apply({"params": p}, k, context, method="sample"))(
+        params, jax.random.PRNGKey(config.seed)))
     radius = np.linalg.norm(samples, axis=-1)
     results = {
-        "test_log_likelihood_nats": {"flow_initial": initial, "flow_trained": final,
+        "test_log_likelihood_nats": {"flow_initial": float(evaluate(initial_params, test["value"], test["context"])),
+                                     "flow_trained": float(evaluate(params, test["value"], test["context"])),
                                      "linear_gaussian_baseline": gaussian_baseline_log_prob(train, test)},
         "sample_radius_at_context_2": {"mean": float(radius.mean()), "std": float(radius.std())},
-        "train_seconds": time.time() - start,
+        "seconds": {"train": train_seconds},
         "device": str(jax.devices()[0]),
     }
     _hosts.write_outputs(out, config, results)

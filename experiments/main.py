@@ -1,4 +1,4 @@
-"""The main job: every landed experiment's default run, in sequence, on a CPU.
+"""The main job: every experiment's default run, in sequence, on a CPU.
 
     python -m experiments.main --out out
 
@@ -41,12 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, module_name in EXPERIMENTS:
         if args.only and name not in args.only:
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # that experiment has not landed yet
+        module = importlib.import_module(module_name)
         print(f"\n=== {name} ===", flush=True)
         start = time.time()
         results = module.main(["--out", str(epath.Path(args.out) / name), "--distributed", args.distributed])
