@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)},
                          steps=config.train.epochs * steps_per_epoch,
                          batch_size=config.train.batch, optimizer=optax.adam(schedule), seed=config.seed, log_every=100,
-                         metrics_path=_hosts.metrics_file(out, "low_fidelity"))
+                         metrics_path=_hosts.metrics_file(out, "low_fidelity"),
+                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
     amortized = low.params["flow"]
     low_seconds = time.time() - start
 
@@ -129,8 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run(name, params, steps: int, step: inverse.PosteriorStep = constant_rate,
             **options) -> inverse.ReverseKLResult:
+        # Named runs are checkpointed (a rerun with the same --out resumes them); the sweep's are short.
         options = {"eval_samples": config.vi.eval_samples, "seed": config.seed,
-                   "metrics_path": name and _hosts.metrics_file(out, name), **options}
+                   "metrics_path": name and _hosts.metrics_file(out, name),
+                   "checkpoint_dir": name and _hosts.checkpoint_dir(out, name), **options}
         return inverse.fit_reverse_kl(model, params, y_obs, operator, config.data.noise_std,
                                       inverse.rosenbrock_log_prob, steps=steps, step=step,
                                       num_latents=config.vi.latents, eval_every=config.vi.eval_every,
@@ -195,23 +198,51 @@ def main(argv: list[str] | None = None) -> dict:
         # The same question under annealed schedules: each run decays lr to 0 over its own budget;
         # "objective" there is the exact KL(q || posterior) in nats.
         "annealed_budgets": sweep,
-        "meets_5x_bar": bool(speed["speedup_lower_bound" if speed["speedup"] is None else "speedup"] >= 5.0),
-        "preconditioned_no_worse_than_scratch": bool(
-            metrics["preconditioned"]["kl_reference_to_samples"] <= metrics["scratch"]["kl_reference_to_samples"]),
         "seconds": {"low_fidelity": low_seconds, "preconditioned": preconditioned_seconds,
                     "scratch": scratch_seconds, "annealed_budgets": sweep_seconds, "total": time.time() - start},
         "device": str(jax.devices()[0]),
     }
+    results["claims"] = claims(results)
     plot_curves(out, preconditioned, scratch_long, speed)
     plot_samples(out, reference, samples)
     if sweep:
         plot_budgets(out, sweep, "KL(q || exact posterior), nats")
     _hosts.write_outputs(out, config, results)
     if _hosts.is_writer():
-        print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "meets_5x_bar", "seconds")}, indent=2))
+        print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "claims", "seconds")}, indent=2))
         if sweep:
             print(json.dumps(sweep["matched_speedup"], indent=2))
     return results
+
+
+def claims(results: dict) -> dict[str, dict]:
+    """The paper's claims checked on this run's figures: {claim_id: {"claim", "holds", "evidence"}}."""
+    speed, metrics = results["speedup"], results["posterior_metrics"]
+    reached = speed["speedup"] is not None
+    factor = speed["speedup"] if reached else speed["speedup_lower_bound"]
+    out = {"preconditioning_5x_faster": {
+        "claim": "Preconditioned VI reaches the objective of training from scratch at least 5x sooner "
+                 "(constant learning rate).",
+        "holds": bool(factor >= 5.0),
+        "evidence": (f"{factor:.1f}x" if reached else f"scratch never reached it: > {factor:.1f}x")
+                    + f" ({speed['preconditioned_steps']} preconditioned iterations)"}}
+    kl = {name: metrics[name]["kl_reference_to_samples"] for name in ("preconditioned", "scratch")}
+    out["preconditioned_posterior_no_worse"] = {
+        "claim": "At the same number of iterations, the preconditioned posterior is at least as close to the "
+                 "exact one as the posterior trained from scratch.",
+        "holds": bool(kl["preconditioned"] <= kl["scratch"]),
+        "evidence": f"histogram KL(exact || samples) {kl['preconditioned']:.3f} vs {kl['scratch']:.3f} nats"}
+    sweep = results["annealed_budgets"]
+    if sweep and sweep["matched_speedup"]:
+        rows = sweep["matched_speedup"]
+        values = [r["speedup"] if r["speedup"] is not None else r["speedup_lower_bound"] for r in rows]
+        out["preconditioning_5x_faster_annealed"] = {
+            "claim": "The same 5x at matched budgets, each run annealing its learning rate to 0 over its budget.",
+            # An "at_most" speed-up is an upper bound, which cannot establish a factor.
+            "holds": bool(all(v >= 5.0 and r["kind"] != "at_most" for v, r in zip(values, rows, strict=True))),
+            "evidence": ", ".join(f"{v:.1f}x ({r['kind']}) at {r['preconditioned_budget']}"
+                                  for v, r in zip(values, rows, strict=True)) + " iterations"}
+    return out
 
 
 def plot_curves(out: epath.Path, preconditioned, scratch, speed: dict) -> None:

@@ -52,4 +52,8 @@ def test_rosenbrock_smoke_one_and_two_processes(tmp_path):
     assert all(np.isfinite(r["objective"]) and r["objective"] > -0.05 for r in sweep["runs"])  # a KL, up to MC error
     assert [row["preconditioned_budget"] for row in sweep["matched_speedup"]] == [5]
     assert (single / "budget_sweep.png").stat().st_size > 0
+    assert set(on_disk["claims"]) == {"preconditioning_5x_faster", "preconditioned_posterior_no_worse",
+                                      "preconditioning_5x_faster_annealed"}
+    assert all(isinstance(c["holds"], bool) and c["evidence"] for c in on_disk["claims"].values())
+    assert (single / "checkpoints" / "low_fidelity").is_dir() and (single / "checkpoints" / "preconditioned").is_dir()
     assert_same_results(single, pair, rtol=1e-3, atol=1e-4)
