@@ -1,9 +1,17 @@
 """Shared configuration and helpers for jcnf's tests.
 
-Tests marked `strict_ranks` run with implicit rank promotion turned into an
-error: a silent broadcast of [B] against [B, 1] is the classic way a log-det
-of shape [batch] becomes [batch, batch]. Tests marked `strict_dtypes` also
-forbid implicit dtype promotion (`jax.numpy_dtype_promotion("strict")`).
+Promotion policy:
+
+* Every test runs under `jax.numpy_rank_promotion("raise")`: a silent
+  broadcast of [B] against [B, 1] is the classic way a log-det of shape
+  [batch] becomes [batch, batch], so the library writes every broadcast out.
+  A test that drives a third-party library which itself promotes ranks
+  (distrax or TensorFlow Probability internals) opts out with
+  `@pytest.mark.allow_rank_promotion("<why>")`.
+* Tests marked `strict_dtypes` (whole modules: bijectors, flows,
+  distributions, dequantizers, metrics) also run under
+  `jax.numpy_dtype_promotion("strict")`, so float32 never meets int32 or
+  float64 by accident; Python scalars stay weakly typed and are allowed.
 """
 
 import jax
@@ -13,14 +21,18 @@ import pytest
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "strict_ranks: run under jax.numpy_rank_promotion('raise')")
+    config.addinivalue_line(
+        "markers", "allow_rank_promotion(reason): run under JAX's default rank promotion")
     config.addinivalue_line("markers", "strict_dtypes: run under jax.numpy_dtype_promotion('strict')")
 
 
 @pytest.fixture(autouse=True)
 def _promotion_rules(request):
-    """Strict rank and dtype promotion for the tests marked so, JAX's defaults elsewhere."""
-    ranks = "raise" if request.node.get_closest_marker("strict_ranks") else "allow"
+    """Rank promotion raises unless the test opts out; strict dtypes for the tests marked so."""
+    opt_out = request.node.get_closest_marker("allow_rank_promotion")
+    if opt_out is not None and not opt_out.args:
+        raise ValueError("allow_rank_promotion needs a reason: @pytest.mark.allow_rank_promotion('why')")
+    ranks = "allow" if opt_out is not None else "raise"
     dtypes = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
     with jax.numpy_rank_promotion(ranks), jax.numpy_dtype_promotion(dtypes):
         yield
