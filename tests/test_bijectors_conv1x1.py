@@ -8,9 +8,12 @@ every bijector are in test_registry.py.
 
 import jax
 import jax.numpy as jnp
+import pytest
 from conftest import assert_close
 
 from jcnf import bijectors as jb
+
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_conv1x1_log_det_is_sum_not_slogdet():

@@ -15,6 +15,8 @@ from conftest import assert_close, brute_force_log_det
 
 from jcnf import bijectors as jb
 
+pytestmark = pytest.mark.strict_dtypes
+
 
 def _conditioner(out_per_channel, seed=0):
     """A small fixed non-linear conditioner of (x_half, context) for image couplings."""

@@ -12,6 +12,8 @@ from conftest import assert_close
 
 from jcnf import bijectors as jb
 
+pytestmark = pytest.mark.strict_dtypes
+
 
 def test_squeeze_is_volume_preserving_block_reshape():
     x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)

@@ -11,6 +11,8 @@ from jcnf.dequantize import BinaryDequantizer, binarize, elbo_bits_per_pixel, so
 from jcnf.dequantize.binary import half_infinite_inverse, half_infinite_map
 from tests.conftest import assert_close, perturb
 
+pytestmark = pytest.mark.strict_dtypes
+
 _SHAPE = (2, 4, 4, 1)
 
 

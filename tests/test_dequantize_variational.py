@@ -15,6 +15,8 @@ from jcnf.dequantize import VariationalDequantizer, apply_dequantizer
 from jcnf.distributions import standard_normal_log_prob
 from jcnf.train import create_state, mle_step
 
+pytestmark = pytest.mark.strict_dtypes
+
 NUM_BINS = 4
 
 

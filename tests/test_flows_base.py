@@ -9,6 +9,8 @@ from jax.experimental import checkify
 
 import jcnf
 
+pytestmark = pytest.mark.strict_dtypes
+
 RNG = jax.random.PRNGKey(0)
 
 

@@ -10,6 +10,8 @@ from conftest import assert_close, perturb
 import jcnf
 from jcnf.flows import ValueToLatent, flow_distribution
 
+pytestmark = pytest.mark.strict_dtypes
+
 RNG = jax.random.PRNGKey(0)
 
 

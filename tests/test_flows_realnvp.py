@@ -9,6 +9,8 @@ from conftest import assert_close, brute_force_log_det, perturb
 
 import jcnf
 
+pytestmark = pytest.mark.strict_dtypes
+
 RNG = jax.random.PRNGKey(0)
 
 
