@@ -11,7 +11,10 @@ Promotion policy:
 * Tests marked `strict_dtypes` (whole modules: bijectors, flows,
   distributions, dequantizers, metrics) also run under
   `jax.numpy_dtype_promotion("strict")`, so float32 never meets int32 or
-  float64 by accident; Python scalars stay weakly typed and are allowed.
+  float64 by accident; Python scalars stay weakly typed and are allowed. A
+  test of distrax's rational-quadratic spline, which concatenates int32 and
+  float32 arrays internally, opts out with
+  `@pytest.mark.allow_dtype_promotion("<why>")`.
 """
 
 import jax
@@ -24,18 +27,28 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "allow_rank_promotion(reason): run under JAX's default rank promotion")
     config.addinivalue_line("markers", "strict_dtypes: run under jax.numpy_dtype_promotion('strict')")
+    config.addinivalue_line(
+        "markers", "allow_dtype_promotion(reason): JAX's standard dtype promotion despite strict_dtypes")
 
 
 @pytest.fixture(autouse=True)
 def _promotion_rules(request):
     """Rank promotion raises unless the test opts out; strict dtypes for the tests marked so."""
-    opt_out = request.node.get_closest_marker("allow_rank_promotion")
-    if opt_out is not None and not opt_out.args:
-        raise ValueError("allow_rank_promotion needs a reason: @pytest.mark.allow_rank_promotion('why')")
-    ranks = "allow" if opt_out is not None else "raise"
-    dtypes = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
+    rank_opt_out = _opt_out(request, "allow_rank_promotion")
+    dtype_opt_out = _opt_out(request, "allow_dtype_promotion")
+    ranks = "allow" if rank_opt_out else "raise"
+    strict = request.node.get_closest_marker("strict_dtypes") is not None and not dtype_opt_out
+    dtypes = "strict" if strict else "standard"
     with jax.numpy_rank_promotion(ranks), jax.numpy_dtype_promotion(dtypes):
         yield
+
+
+def _opt_out(request, name):
+    """Whether the test carries the opt-out marker `name`, which must give its reason."""
+    marker = request.node.get_closest_marker(name)
+    if marker is not None and not marker.args:
+        raise ValueError(f"{name} needs a reason: @pytest.mark.{name}('why')")
+    return marker is not None
 
 
 def brute_force_log_det(fn, x):
