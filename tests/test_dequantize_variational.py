@@ -99,6 +99,7 @@ def test_bound_is_below_exact_discrete_log_likelihood():
     assert float(jnp.mean(bounds(fresh))) > exact - 4 * 0.5
 
 
+@pytest.mark.allow_dtype_promotion("optax's Adam raises a Python float to its int32 step count")
 def test_trains_jointly_with_a_flow():
     import jcnf
     dequantizer = _tiny()

@@ -14,8 +14,6 @@ from conftest import assert_close
 
 from jcnf.flows.reversible import reversible_chain, stack_params
 
-pytestmark = pytest.mark.strict_dtypes
-
 RNG = jax.random.PRNGKey(0)
 
 
