@@ -9,8 +9,6 @@ from skimage import metrics as skmetrics
 
 from jcnf import metrics
 
-pytestmark = pytest.mark.strict_dtypes
-
 
 def _astronaut_pairs(height=64, width=64, noise_std=0.05, seed=0):
     """Four crops of the astronaut image in [0, 1] and noisy, clipped copies, float64."""
