@@ -1,9 +1,20 @@
 """Shared configuration and helpers for jcnf's tests.
 
-Tests marked `strict_ranks` run with implicit rank promotion turned into an
-error: a silent broadcast of [B] against [B, 1] is the classic way a log-det
-of shape [batch] becomes [batch, batch]. Tests marked `strict_dtypes` also
-forbid implicit dtype promotion (`jax.numpy_dtype_promotion("strict")`).
+Promotion policy:
+
+* Every test runs under `jax.numpy_rank_promotion("raise")`: a silent
+  broadcast of [B] against [B, 1] is the classic way a log-det of shape
+  [batch] becomes [batch, batch], so the library writes every broadcast out.
+  A test that drives a third-party library which itself promotes ranks
+  (distrax or TensorFlow Probability internals) opts out with
+  `@pytest.mark.allow_rank_promotion("<why>")`.
+* Tests marked `strict_dtypes` (whole modules: bijectors, flows,
+  distributions, dequantizers, metrics) also run under
+  `jax.numpy_dtype_promotion("strict")`, so float32 never meets int32 or
+  float64 by accident; Python scalars stay weakly typed and are allowed. A
+  test of distrax's rational-quadratic spline, which concatenates int32 and
+  float32 arrays internally, opts out with
+  `@pytest.mark.allow_dtype_promotion("<why>")`.
 """
 
 import os
@@ -20,17 +31,31 @@ os.environ["XLA_FLAGS"] = xla_flags(base=os.environ.get("XLA_FLAGS", ""))
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "strict_ranks: run under jax.numpy_rank_promotion('raise')")
+    config.addinivalue_line(
+        "markers", "allow_rank_promotion(reason): run under JAX's default rank promotion")
     config.addinivalue_line("markers", "strict_dtypes: run under jax.numpy_dtype_promotion('strict')")
+    config.addinivalue_line(
+        "markers", "allow_dtype_promotion(reason): JAX's standard dtype promotion despite strict_dtypes")
 
 
 @pytest.fixture(autouse=True)
 def _promotion_rules(request):
-    """Strict rank and dtype promotion for the tests marked so, JAX's defaults elsewhere."""
-    ranks = "raise" if request.node.get_closest_marker("strict_ranks") else "allow"
-    dtypes = "strict" if request.node.get_closest_marker("strict_dtypes") else "standard"
+    """Rank promotion raises unless the test opts out; strict dtypes for the tests marked so."""
+    rank_opt_out = _opt_out(request, "allow_rank_promotion")
+    dtype_opt_out = _opt_out(request, "allow_dtype_promotion")
+    ranks = "allow" if rank_opt_out else "raise"
+    strict = request.node.get_closest_marker("strict_dtypes") is not None and not dtype_opt_out
+    dtypes = "strict" if strict else "standard"
     with jax.numpy_rank_promotion(ranks), jax.numpy_dtype_promotion(dtypes):
         yield
+
+
+def _opt_out(request, name):
+    """Whether the test carries the opt-out marker `name`, which must give its reason."""
+    marker = request.node.get_closest_marker(name)
+    if marker is not None and not marker.args:
+        raise ValueError(f"{name} needs a reason: @pytest.mark.{name}('why')")
+    return marker is not None
 
 
 def brute_force_log_det(fn, x):

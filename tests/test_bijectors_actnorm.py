@@ -12,7 +12,7 @@ from conftest import assert_close
 
 from jcnf import bijectors as jb
 
-pytestmark = pytest.mark.strict_ranks
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_vector_actnorm_log_det_is_the_sum_of_log_scales():

@@ -13,7 +13,7 @@ from conftest import assert_close
 
 from jcnf import bijectors as jb
 
-pytestmark = pytest.mark.strict_ranks
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_conv1x1_log_det_is_sum_not_slogdet():

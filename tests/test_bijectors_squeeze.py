@@ -12,7 +12,7 @@ from conftest import assert_close
 
 from jcnf import bijectors as jb
 
-pytestmark = pytest.mark.strict_ranks
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_squeeze_is_volume_preserving_block_reshape():

@@ -10,6 +10,8 @@ import pytest
 from jcnf import train
 from jcnf.dequantize import Dequantizer, no_dequantization, uniform_dequantization
 
+pytestmark = pytest.mark.strict_dtypes
+
 
 def test_uniform_noise_stays_in_the_bin_and_corrects_by_d_log_bins():
     value = jnp.floor(jax.random.uniform(jax.random.PRNGKey(0), (16, 4, 4, 3)) * 32) / 32

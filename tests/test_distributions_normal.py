@@ -1,9 +1,12 @@
 """jcnf.distributions.normal: the standard-normal log-density against scipy, summed over event axes."""
 
 import numpy as np
+import pytest
 from scipy.stats import norm
 
 from jcnf.distributions import standard_normal_log_prob
+
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_matches_scipy_summed_over_the_event_axes():

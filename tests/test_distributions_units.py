@@ -10,6 +10,8 @@ import pytest
 from jcnf import distributions, metrics
 from jcnf.distributions import units
 
+pytestmark = pytest.mark.strict_dtypes
+
 
 def test_bits_per_dim_matches_hand_computation():
     # CIFAR-sized example: 1000 nats over 32 * 32 * 3 = 3072 dims is

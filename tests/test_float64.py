@@ -14,8 +14,6 @@ import pytest
 from _registry import entries
 from conftest import brute_force_log_det
 
-pytestmark = pytest.mark.strict_ranks
-
 _EXACT = 1e-10
 
 

@@ -1,6 +1,5 @@
-"""The API shared by all flows: distrax views, jit/vmap/grad, checked mode."""
+"""The API shared by all flows: jit/vmap/grad, checked mode (the distrax views: test_flows_distribution.py)."""
 
-import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +8,8 @@ from conftest import assert_close, perturb
 from jax.experimental import checkify
 
 import jcnf
+
+pytestmark = pytest.mark.strict_dtypes
 
 RNG = jax.random.PRNGKey(0)
 
@@ -20,27 +21,6 @@ def realnvp():
     context = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(2), 0.1)
     return model, variables, value, context
-
-
-def test_distribution_view_is_distrax_and_matches_log_prob(realnvp):
-    model, variables, value, context = realnvp
-    dist = model.bind(variables).distribution(context)
-    assert isinstance(dist, distrax.Distribution)
-    assert_close(dist.log_prob(value), model.apply(variables, value, context), atol=1e-5)
-    samples = dist.sample(seed=RNG, sample_shape=(5,))
-    assert samples.shape == (5, 8, 3)
-    assert_close(dist.log_prob(samples)[0], model.apply(variables, samples[0], context), atol=1e-4)
-
-
-def test_distribution_composes_with_chain_and_inverse(realnvp):
-    model, variables, value, context = realnvp
-    dist = model.bind(variables).distribution(context)
-    shift = distrax.Block(distrax.ScalarAffine(shift=2.0, scale=3.0), 1)
-    moved = distrax.Transformed(dist, distrax.Chain([shift]))
-    expected = model.apply(variables, (value * 3.0 + 2.0 - 2.0) / 3.0, context) - 3 * jnp.log(3.0)
-    assert_close(moved.log_prob(value * 3.0 + 2.0), expected, atol=1e-4)
-    undone = distrax.Transformed(moved, distrax.Inverse(shift))
-    assert_close(undone.log_prob(value), dist.log_prob(value), atol=1e-4)
 
 
 def test_jit_vmap_grad(realnvp):

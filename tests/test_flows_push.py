@@ -3,9 +3,12 @@
 import _train_worker as worker
 import jax
 import numpy as np
+import pytest
 
 import jcnf
 from jcnf.flows import push_latents
+
+pytestmark = pytest.mark.strict_dtypes
 
 
 def test_push_latents_is_the_inverse_with_the_flows_log_density():

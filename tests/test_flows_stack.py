@@ -18,6 +18,8 @@ import jcnf
 from jcnf.flows.layers import GlowStep
 from jcnf.flows.stack import StepStack
 
+pytestmark = pytest.mark.strict_dtypes
+
 RNG = jax.random.PRNGKey(0)
 GLOW = dict(levels=2, steps=2, hidden=4, context_features=2, encoder_blocks=1)
 REALNVP = dict(layers=5, hidden=8)  # two scanned pairs and an odd last layer

@@ -14,6 +14,8 @@ from conftest import brute_force_log_det, perturb
 from jcnf.flows import ConditionalGlow, SuperResolutionGlow
 from jcnf.nets import backprojected_upsample
 
+pytestmark = pytest.mark.strict_dtypes
+
 SKIPS = ["backprojected", "nearest"]
 
 

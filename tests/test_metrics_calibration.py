@@ -9,6 +9,8 @@ import pytest
 
 from jcnf import metrics
 
+pytestmark = pytest.mark.strict_dtypes
+
 
 def test_expected_calibration_error_hand_case():
     # Bin [0.2, 0.3): four entries at 0.25, one positive -> |0.25 - 0.25| = 0.

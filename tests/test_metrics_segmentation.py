@@ -6,6 +6,8 @@ from sklearn import metrics as skl
 
 from jcnf import metrics
 
+pytestmark = pytest.mark.strict_dtypes
+
 # The metrics hand their selected entries to scikit-learn, so they agree with
 # a direct call exactly (measured 0); 1e-12 only allows for a future change
 # of summation order inside scikit-learn between the two calls' code paths.

@@ -14,8 +14,6 @@ from _registry import entries
 from absl.testing import parameterized
 from conftest import brute_force_log_det
 
-pytestmark = pytest.mark.strict_ranks
-
 
 def _ids(prop):
     return pytest.mark.parametrize("entry", entries(prop), ids=lambda entry: entry.name)

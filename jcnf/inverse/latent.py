@@ -51,7 +51,7 @@ class LatentCorrectedFlow:
 
     def _inverse_and_log_det(self, params: dict, z: Array, context: Array) -> tuple[Array, Array]:
         _check_latent(z, params["shift"].shape)
-        corrected = params["shift"] + jnp.exp(params["log_scale"]) * z
+        corrected = params["shift"][None] + jnp.exp(params["log_scale"])[None] * z
         value, log_det = self.flow.apply(self._frozen(params), corrected, context, method="inverse_and_log_det")
         return value, log_det + jnp.sum(params["log_scale"])
 
@@ -60,7 +60,7 @@ class LatentCorrectedFlow:
 
     def _forward_and_log_det(self, params: dict, value: Array, context: Array) -> tuple[Array, Array]:
         corrected, log_det = self.flow.apply(self._frozen(params), value, context, method="forward_and_log_det")
-        z = (corrected - params["shift"]) * jnp.exp(-params["log_scale"])
+        z = (corrected - params["shift"][None]) * jnp.exp(-params["log_scale"])[None]
         return z, log_det - jnp.sum(params["log_scale"])
 
     def _log_prob(self, params: dict, value: Array, context: Array) -> Array:

@@ -45,6 +45,8 @@ def gaussian_log_likelihood(operator: Union[LinearOperator, Callable[[Array], Ar
     if tuple(y_obs.shape) not in (item_shape, tuple(predicted.shape)):
         raise ValueError(f"`y_obs` must have shape {list(item_shape)} or [batch, {', '.join(map(str, item_shape))}] "
                          f"to match the operator's output; got {describe(y_obs)}.")
+    # One observation shared by the batch gets its batch axis written out.
+    y_obs = y_obs[None] if y_obs.ndim < predicted.ndim else y_obs
     residual = (predicted - y_obs).reshape(predicted.shape[0], -1)
     log_likelihood = -0.5 * jnp.sum(residual ** 2, axis=1) / noise_std ** 2
     if include_normalizer:

@@ -107,7 +107,7 @@ def _gaussian_log_prob(x: Array, mean: Array, cov: Array) -> Array:
     """gaussian_log_prob after validation; jitted so eager calls compile once per shape."""
     dim = mean.shape[-1]
     chol = jnp.linalg.cholesky(cov)
-    centered = (x - mean).reshape(-1, dim)
+    centered = x.reshape(-1, dim) - mean[None, :]
     whitened = solve_triangular(chol, centered.T, lower=True)
     mahalanobis = jnp.sum(whitened ** 2, axis=0).reshape(x.shape[:-1])
     half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))

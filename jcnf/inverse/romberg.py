@@ -47,12 +47,12 @@ def _circular_convolve(x: Array, phases: Array) -> Array:
     """
     spectrum = jnp.fft.fft2(x, axes=(1, 2))
     extra_axes = (1,) * (x.ndim - 3)
-    return jnp.real(jnp.fft.ifft2(spectrum * phases.reshape(phases.shape + extra_axes), axes=(1, 2)))
+    return jnp.real(jnp.fft.ifft2(spectrum * phases.reshape((1,) + phases.shape + extra_axes), axes=(1, 2)))
 
 
 @jax.jit
 def _romberg_forward(params: Params, x: Array) -> Array:
-    convolved = _circular_convolve(x, params["phases"]) * params["signs"]
+    convolved = _circular_convolve(x, params["phases"]) * params["signs"][None]
     return convolved.reshape(x.shape[0], -1)[:, params["kept"]].astype(x.dtype)
 
 
@@ -60,7 +60,7 @@ def _romberg_forward(params: Params, x: Array) -> Array:
 def _romberg_adjoint(params: Params, y: Array) -> Array:
     image_shape = params["signs"].shape
     flat = jnp.zeros((y.shape[0], math.prod(image_shape)), y.dtype).at[:, params["kept"]].set(y)
-    unsigned = flat.reshape((y.shape[0],) + image_shape) * params["signs"]
+    unsigned = flat.reshape((y.shape[0],) + image_shape) * params["signs"][None]
     return _circular_convolve(unsigned, jnp.conj(params["phases"])).astype(y.dtype)
 
 
