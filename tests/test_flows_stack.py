@@ -133,7 +133,7 @@ def test_actnorm_init_sees_the_activations_arriving_at_each_step():
     for k in range(4):
         params = jax.tree.map(lambda leaf, k=k: leaf[k], stacked)
         loc, log_scale = params["actnorm"]["loc"], params["actnorm"]["log_scale"]
-        normalized = (h + loc) * jnp.exp(log_scale)
+        normalized = (h + loc[None, None, None]) * jnp.exp(log_scale)[None, None, None]
         # Data-dependent init: step k's ActNorm standardizes step k's own input.
         assert_close(normalized.mean((0, 1, 2)), 0.0, atol=1e-5)
         assert_close(normalized.std((0, 1, 2)), 1.0, atol=1e-4)
