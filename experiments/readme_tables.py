@@ -110,6 +110,21 @@ def vessels() -> str:
                 lambda m: f"{m['components_per_sample']:.1f}")])
 
 
+EXPERIMENTS = (("rosenbrock", "2D Rosenbrock (Siahkoohi et al.)"), ("seismic", "seismic (Siahkoohi et al.)"),
+               ("superres", "super-resolution (Winkler et al.)"), ("vessels", "retinal vessels (Winkler et al.)"))
+
+
+def claims() -> str:
+    """One verdict line per paper claim, from `claims` in every experiment's committed results."""
+    rows = []
+    for name, label in EXPERIMENTS:
+        results = _load("experiments", "results", f"{name}.json")
+        for claim in results.get("claims", {}).values():
+            rows.append([label, claim["claim"].replace("|", "\\|"),  # a literal bar inside a table cell
+                         "**holds**" if claim["holds"] else "**does not hold**", claim["evidence"].replace("|", "\\|")])
+    return _table(["experiment", "claim", "verdict", "figures"], rows)
+
+
 def glow_throughput() -> str:
     """Whole-Glow throughput on the GPU against naive distrax and the PyTorch peers."""
     summary = _load("benchmarks", "results", "logdet_throughput_h100.json")["summary"]
@@ -170,6 +185,7 @@ def dispatch() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    "claims": claims,
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,
     "vessels": vessels, "glow_throughput": glow_throughput, "memory_depth": memory_depth,
     "compile_time": compile_time, "dispatch": dispatch}
