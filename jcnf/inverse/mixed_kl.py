@@ -50,12 +50,17 @@ def mixed_kl_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: Forw
 
     Args:
       model: the flow being trained (a jcnf flow, or a `LatentCorrectedFlow`).
-      forward_op, noise_std, log_prior, num_samples, optimizer, learning_rate,
-        mesh: as in `posterior_step`.
+      forward_op: the high-fidelity operator F, as in `posterior_step`.
+      noise_std: noise standard deviation of the observations, > 0.
+      log_prior: x [B, *event] -> log p_prior(x) [B]; jittable, compiled in.
       reference_params: parameters of `model` whose samples at the step's
         context are the reference, e.g. the amortized flow's (frozen: no
         gradient reaches them). Compiled into the step as constants.
       weight: the forward-KL weight, >= 0; 0 trains plain reverse KL.
+      num_samples: latents per step, and reference samples per step.
+      optimizer: the optax transformation, as in `posterior_step`.
+      learning_rate: Adam's rate of the default optimizer.
+      mesh: device mesh (default all devices).
 
     Returns:
       A `PosteriorStep` for `fit_reverse_kl(..., step=step)`. Train metrics:
