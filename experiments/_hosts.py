@@ -69,3 +69,20 @@ def write_outputs(out: epath.Path, config, results: dict) -> None:
     """results.json and the resolved config.json side by side, by process 0 only."""
     write_json(out / "config.json", config.to_dict())
     write_json(out / "results.json", results)
+
+
+def checkpoint_dir(out: epath.Path, name: str) -> str:
+    """`<out>/checkpoints/<name>` with process 0's `out`, the same string on every process.
+
+    Every process writes its shards of a checkpoint into one directory (orbax
+    coordinates them), so all must name the same one even when each was given
+    its own `--out`; on a pod `--out` is one shared path (`gs://...`) anyway.
+    """
+    path = str(out / "checkpoints" / name)
+    if jax.process_count() == 1:
+        return path
+    encoded = np.frombuffer(path.encode(), np.uint8)
+    length = int(multihost_utils.broadcast_one_to_all(np.int32(len(encoded))))
+    padded = np.zeros(length, np.uint8)
+    padded[:min(length, len(encoded))] = encoded[:length]
+    return bytes(np.asarray(multihost_utils.broadcast_one_to_all(padded))).decode()

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
                          seed=config.seed,
                          log_every=max(1, min(50, config.train.steps)),
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
-                         checkpoint_dir=str(out / "checkpoints" / "low_fidelity"))
+                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
     amortized = low.params["flow"]
     low_seconds = time.time() - start
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         clock = time.time()
         options = {"eval_samples": config.vi.eval_samples, "seed": config.seed,
                    "metrics_path": _hosts.metrics_file(out, name) if record else None,
-                   "checkpoint_dir": str(out / "checkpoints" / name), **options}
+                   "checkpoint_dir": _hosts.checkpoint_dir(out, name), **options}
         result = inverse.fit_reverse_kl(flow, params, y_obs, operator, config.data.noise_high, log_prior, steps=steps,
                                         context=context, step=step, eval_every=config.vi.eval_every,
                                         log_every=config.vi.eval_every, **options)
