@@ -273,7 +273,7 @@ def plot_images(out: epath.Path, truth: np.ndarray, back_projection: np.ndarray,
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    save(fig, out / "posterior.png", dpi=90)
+    save(fig, out / "posterior.png", dpi=80)
 
 
 if __name__ == "__main__":
