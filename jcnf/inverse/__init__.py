@@ -15,6 +15,7 @@ from jcnf.inverse.gaussian_posterior import linear_gaussian_posterior
 from jcnf.inverse.latent import LatentCorrectedFlow, latent_correction, trainable_mask
 from jcnf.inverse.likelihood import gaussian_log_likelihood
 from jcnf.inverse.linear_operator import LinearOperator, dense, identity
+from jcnf.inverse.mixed_kl import mixed_kl_step
 from jcnf.inverse.objective import flow_log_prior, posterior_log_density
 from jcnf.inverse.posterior_step import PosteriorStep, posterior_step
 from jcnf.inverse.precondition import precondition
@@ -23,6 +24,6 @@ from jcnf.inverse.romberg import random_convolution_subsample
 
 __all__ = ["LatentCorrectedFlow", "LinearOperator", "PosteriorStep", "ReverseKLResult", "blur_downsample", "dense",
            "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood", "gaussian_log_prob", "identity",
-           "latent_correction", "linear_gaussian_posterior", "posterior_log_density", "posterior_step",
+           "latent_correction", "linear_gaussian_posterior", "mixed_kl_step", "posterior_log_density", "posterior_step",
            "precondition", "random_convolution_subsample", "rosenbrock_log_prob", "rosenbrock_sample",
            "trainable_mask"]
