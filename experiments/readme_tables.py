@@ -104,7 +104,8 @@ def vessels() -> str:
          metric(f"sample precision / recall (second annotator {cnf['reference_precision_mean']:.3f} / "
                 f"{cnf['reference_recall_mean']:.3f})",
                 lambda m: f"{m['sample_precision_mean']:.3f} / {m['sample_recall_mean']:.3f}"),
-         metric("PR distance of a sample to the second annotator", lambda m: f"{m['sample_distance_to_reference']:.3f}"),
+         metric("PR distance of a sample to the second annotator",
+                lambda m: f"{m['sample_distance_to_reference']:.3f}"),
          metric(f"connected components per sample (truth {cnf['truth_components_per_image']:.1f})",
                 lambda m: f"{m['sample_components_per_image']:.1f}"),
          metric(f"faint capillaries: mean fraction of samples holding one (truth {cnf['capillary_presence_mean']:.2f})",

@@ -37,8 +37,8 @@ from skimage import transform as sktransform
 
 import jcnf
 from experiments import _hosts
+from experiments import _vessels_figures as figures
 from experiments._config import parse_command_line
-from experiments._figures import image_grid, pyplot, save
 from jcnf import metrics
 from jcnf.baselines import FactorizedBernoulli
 from jcnf.data.annotators import structured_fundus
@@ -192,7 +192,8 @@ def _score(soft, samples, test) -> dict:
         "roc_auc": metrics.roc_auc(labels, soft, fov),
         "ece": metrics.expected_calibration_error(labels, soft, num_bins=10, mask=fov),
         "sample_precision_mean": float(precision.mean()), "sample_recall_mean": float(recall.mean()),
-        "reference_precision_mean": float(reference[:, 0].mean()), "reference_recall_mean": float(reference[:, 1].mean()),
+        "reference_precision_mean": float(reference[:, 0].mean()),
+        "reference_recall_mean": float(reference[:, 1].mean()),
         # Distance in PR space from each sample's point to the second annotator's point on the same image.
         "sample_distance_to_reference": float(np.mean(np.hypot(*np.moveaxis(per_image - reference, -1, 0)))),
         "sample_vessel_fraction": float(np.mean([sample[fov].mean() for sample in samples])),
@@ -218,68 +219,8 @@ def _score(soft, samples, test) -> dict:
 
 
 # --------------------------------------------------------------------------
-# Figures.
+# Real photograph.
 # --------------------------------------------------------------------------
-
-
-def _figure_pr(soft_by_model, labels, fov, scores, path):
-    fig, ax = pyplot().subplots(figsize=(5, 5))
-    for (name, soft), colour in zip(soft_by_model.items(), ("C0", "C1"), strict=False):
-        precision, recall, _ = metrics.precision_recall_curve(labels, soft, fov)
-        ax.plot(recall, precision, colour, label=f"{name} (AP {scores[name]['auc_pr']:.3f})")
-        best = np.argmax(2 * precision * recall / np.maximum(precision + recall, 1e-12))
-        ax.plot(recall[best], precision[best], "o", color=colour, ms=8,
-                label=f"{name} max F1 {scores[name]['max_f1']:.3f}")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Soft images, inside the FOV")
-    ax.legend(loc="lower left")
-    save(fig, path)
-
-
-def _figure_scatter(scores, path, reference_name):
-    fig, ax = pyplot().subplots(figsize=(5, 5))
-    for name, colour in zip(scores, ("C0", "C1"), strict=False):
-        pr = scores[name]["_per_image_pr"].reshape(-1, 2)
-        ax.scatter(pr[:, 1], pr[:, 0], s=6, alpha=0.4, color=colour, label=f"{name} samples (per image)")
-        ax.plot(scores[name]["sample_recall_mean"], scores[name]["sample_precision_mean"], "X", color=colour,
-                ms=12, mec="k", label=f"{name} mean")
-    reference = next(iter(scores.values()))["_reference_pr"]
-    ax.plot(reference[:, 1], reference[:, 0], "k*", ms=10, label=reference_name)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
-           title="Samples in PR space against the first annotator")
-    ax.legend(loc="lower left", fontsize=8)
-    save(fig, path)
-
-
-def _figure_capillaries(scores, path):
-    fig, ax = pyplot().subplots(figsize=(5, 5))
-    for name, colour in zip(scores, ("C0", "C1"), strict=False):
-        presence, frequency = scores[name]["_capillary"].T
-        ax.scatter(presence, frequency, s=14, alpha=0.7, color=colour,
-                   label=f"{name} (mean |error| {scores[name]['capillary_calibration_error']:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set(xlabel="true probability that the capillary is present", ylabel="fraction of samples holding it",
-           xlim=(0, 1), ylim=(-0.02, 1.02), title="Faint capillaries: segment-level calibration")
-    ax.legend(loc="upper left", fontsize=8)
-    save(fig, path)
-
-
-def _figure_samples(test, flow_samples, baseline_samples, path, images=3, per_model=4):
-    rows = []
-    for row in range(min(images, test["value"].shape[0])):
-        panels = [(test["image"][row], "image"), (test["value"][row, ..., 0], "truth")]
-        panels += [(flow_samples[s, row, ..., 0], f"CNF {s}") for s in range(per_model)]
-        panels += [(baseline_samples[s, row, ..., 0], f"factorized {s}") for s in range(per_model)]
-        rows.append(panels)
-    image_grid(rows, path, fontsize=7)
-
-
-def _figure_soft(test, soft_by_model, path, images=4):
-    rows = []
-    for row in range(min(images, test["value"].shape[0])):
-        panels = [(test["image"][row], "image"), (test["value"][row, ..., 0], "truth")]
-        panels += [(soft[row, ..., 0], f"{name} soft") for name, soft in soft_by_model.items()]
-        rows.append(panels)
-    image_grid(rows, path, cmap="magma", panel_size=(1.75, 1.8))
 
 
 def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,11 +231,6 @@ def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
     fov = sktransform.resize(photo[..., 0] > 0.1, (size, size), order=0)[..., None]
     return (_pad_to_multiple(image[None].astype(np.float32), multiple),
             _pad_to_multiple(fov[None], multiple).astype(bool))
-
-
-def _figure_retina(image, flow_soft, flow_sample, baseline_soft, path):
-    image_grid([[(image, "skimage.data.retina()"), (flow_soft, "CNF soft image"), (flow_sample, "one CNF sample"),
-                 (baseline_soft, "factorized soft image")]], path, cmap="magma", panel_size=(3.25, 3.6), fontsize=12)
 
 
 def _claims(scores: dict, bpp_cnf: float, bpp_factorized: float, reference_name: str) -> dict:
@@ -308,9 +244,11 @@ def _claims(scores: dict, bpp_cnf: float, bpp_factorized: float, reference_name:
                      "factorized model's.",
             "holds": bool(cnf["sample_distance_to_reference"] < fac["sample_distance_to_reference"]),
             "evidence": f"mean PR distance of a sample to the {reference_name}: CNF "
-                        f"{cnf['sample_distance_to_reference']:.3f}, factorized {fac['sample_distance_to_reference']:.3f}"},
+                        f"{cnf['sample_distance_to_reference']:.3f}, "
+                        f"factorized {fac['sample_distance_to_reference']:.3f}"},
         "cnf_better_bits_per_pixel": {
-            "claim": "The CNF models the label distribution better than a factorized model (fewer test bits per pixel).",
+            "claim": "The CNF models the label distribution better than a factorized model (fewer test bits "
+                     "per pixel).",
             "holds": bool(bpp_cnf < bpp_factorized),
             "evidence": f"test bits/pixel: CNF {bpp_cnf:.4f} (negative ELBO, an upper bound), "
                         f"factorized {bpp_factorized:.4f} (exact NLL)"},
@@ -381,12 +319,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     reference_name = "ground truth" if test["second"] is None else "second annotator (per image)"
     if _hosts.is_writer():
-        _figure_pr(soft_by_model, test["value"] > 0.5, test["fov"], scores, out / "pr_curves.png")
-        _figure_scatter(scores, out / "pr_scatter.png", reference_name)
-        _figure_samples(test, flow_samples, baseline_samples, out / "samples.png")
-        _figure_soft(test, soft_by_model, out / "soft_images.png")
+        figures.pr(soft_by_model, test["value"] > 0.5, test["fov"], scores, out / "pr_curves.png")
+        figures.scatter(scores, out / "pr_scatter.png", reference_name)
+        figures.samples(test, flow_samples, baseline_samples, out / "samples.png")
+        figures.soft(test, soft_by_model, out / "soft_images.png")
         if "capillary_cores" in test:
-            _figure_capillaries(scores, out / "capillaries.png")
+            figures.capillaries(scores, out / "capillaries.png")
     if config.eval.retina_size:
         image, retina_fov = _real_retina(config.eval.retina_size, 2 ** model_config.levels)
         retina_context = jnp.asarray(fundus_context(image, retina_fov))
@@ -395,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         retina_baseline = np.asarray(baseline.apply(baseline_variables, retina_context, method="probabilities"))
         mask = retina_fov[0, ..., 0]
         if _hosts.is_writer():
-            _figure_retina(image[0], retina_samples.mean(0)[0, ..., 0] * mask, retina_samples[0, 0, ..., 0] * mask,
+            figures.retina(image[0], retina_samples.mean(0)[0, ..., 0] * mask, retina_samples[0, 0, ..., 0] * mask,
                            retina_baseline[0, ..., 0] * mask, out / "retina.png")
 
     results = {
@@ -410,13 +348,12 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": {"CNF_flow": jcnf.train.count_params(flow_state.params["flow"]),
                        "CNF_dequantizer": jcnf.train.count_params(flow_state.params["dequantizer"]),
                        "factorized": jcnf.train.count_params(baseline_state.params["flow"])},
-        "train_seconds": {"CNF": flow_seconds, "factorized": baseline_seconds},
-        "total_seconds": time.time() - start,
+        "seconds": {"train_CNF": flow_seconds, "train_factorized": baseline_seconds, "total": time.time() - start},
         "device": str(jax.devices()[0]),
     }
     _hosts.write_outputs(out, config, results)
     if _hosts.is_writer():
-        print(json.dumps({key: results[key] for key in ("test_bits_per_pixel", "scores", "claims", "total_seconds")},
+        print(json.dumps({key: results[key] for key in ("test_bits_per_pixel", "scores", "claims", "seconds")},
                          indent=2, default=float))
     return results
 

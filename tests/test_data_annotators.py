@@ -1,5 +1,7 @@
-"""Structured synthetic annotations: shapes and checks, draws that follow the exact distribution, and a
-label distribution that no product of per-pixel marginals matches."""
+"""Structured synthetic annotations: shapes, checks, draws, and a label distribution that does not factorize.
+
+Draws follow the exact distribution, and no product of per-pixel marginals matches it.
+"""
 
 import numpy as np
 import pytest
@@ -74,9 +76,12 @@ def test_draws_follow_the_exact_distribution_on_a_crop():
 
 
 def test_true_joint_likelihood_beats_the_best_factorized_one():
-    """On crops a capillary and a few tree segments cross, the label's entropy (the true joint's expected
-    negative log-likelihood) is below the cross-entropy of the product of its exact per-pixel marginals,
-    the best any factorized model can do; the gap is their total correlation."""
+    """The true joint's expected negative log-likelihood is below the best factorized model's.
+
+    On crops a capillary and a few tree segments cross, the label's entropy is below the cross-entropy of
+    the product of its exact per-pixel marginals, the best any factorized model can do; the gap is their
+    total correlation.
+    """
     gaps = []
     for seed in range(10):
         scene = vessel_scene(np.random.default_rng(seed), 48, capillaries=6)

@@ -79,8 +79,9 @@ def test_bad_arguments_raise():
 
 
 def _flat_disc_photograph(size: int = 64, factor: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A flat grey disc on black with one dark horizontal vessel, rendered `factor` times finer and
-    area-averaged as a resized photograph is: the disc's edge pixels blend with the black surround.
+    """A flat grey disc on black with one dark horizontal vessel, area-averaged from a finer rendering.
+
+    Averaged as a resized photograph is, the disc's edge pixels blend with the black surround.
 
     Returns image [1, S, S, 3], FOV [1, S, S, 1] (coverage > 0.1, as one thresholds a real photograph), and
     the vessel's pixels [S, S].

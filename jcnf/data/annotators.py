@@ -214,5 +214,6 @@ def structured_fundus(rng: np.random.Generator, num: int, size: int = 64, annota
         out["capillary_presence"].append(scene["presence"][capillary])
         out["capillary_cores"].append(np.asarray(cores, bool).reshape(capillaries, size, size))
     return {"image": np.asarray(out["image"], np.float32), "fov": np.asarray(out["fov"]),
-            "vessels": np.asarray(out["vessels"], np.float32), "capillary_presence": np.asarray(out["capillary_presence"]),
+            "vessels": np.asarray(out["vessels"], np.float32),
+            "capillary_presence": np.asarray(out["capillary_presence"]),
             "capillary_cores": np.asarray(out["capillary_cores"])}
