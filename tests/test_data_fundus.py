@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from jcnf.data.fundus import fundus_context, random_crops, synthetic_fundus
 
@@ -75,3 +76,42 @@ def test_bad_arguments_raise():
         random_crops(rng, {"a": np.zeros((1, 8, 8, 1))}, 4, -1)
     with pytest.raises(ValueError, match="`arrays`"):
         random_crops(rng, {}, 4, 1)
+
+
+def _flat_disc_photograph(size: int = 64, factor: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat grey disc on black with one dark horizontal vessel, area-averaged from a finer rendering.
+
+    Averaged as a resized photograph is, the disc's edge pixels blend with the black surround.
+
+    Returns image [1, S, S, 3], FOV [1, S, S, 1] (coverage > 0.1, as one thresholds a real photograph), and
+    the vessel's pixels [S, S].
+    """
+    fine = size * factor
+    ys, xs = np.mgrid[0:fine, 0:fine] + 0.5
+    disc = np.hypot(xs - fine / 2, ys - fine / 2) <= 0.45 * fine
+    vessel = disc & (np.abs(ys - fine / 2) < factor)  # two pixels wide after downsampling
+    green = np.where(disc, 0.5, 0.0) * np.where(vessel, 0.6, 1.0)
+    coarse = lambda a: a.reshape(size, factor, size, factor).mean(axis=(1, 3))  # noqa: E731
+    image = np.repeat(coarse(green)[None, ..., None], 3, axis=-1)
+    return image, (coarse(disc.astype(float)) > 0.1)[None, ..., None], coarse(vessel.astype(float)) > 0.5
+
+
+def test_fundus_context_has_no_edge_response_at_the_rim_of_a_flat_disc():
+    image, fov, vessel = _flat_disc_photograph()
+    normalized = fundus_context(image, fov)[0, ..., 0]
+    inside = fov[0, ..., 0]
+    rim = inside & (ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1] <= 3)
+    flat = inside & ~ndimage.binary_dilation(vessel, iterations=3)
+    # The vessel stands out by several standard deviations of the context...
+    assert normalized[vessel & ~rim].max() < -2.0
+    # ...while the edge pixels (up to 90% black in the average) read as background: every pixel of the
+    # rim band lies within the range the flat interior spans (0.5 wide, the vessel's blur of the
+    # background), give or take 0.05. Dividing by a blur of the dark edge put them ~5 below it.
+    interior = normalized[flat & ~rim]
+    edge = normalized[flat & rim]
+    assert interior.min() - 0.05 < edge.min() and edge.max() < interior.max() + 0.05
+
+def test_fundus_context_rejects_a_rim_outside_its_range():
+    data = synthetic_fundus(np.random.default_rng(1), 1, 32)
+    with pytest.raises(ValueError, match="rim"):
+        fundus_context(data["image"], data["fov"], rim=0.6)

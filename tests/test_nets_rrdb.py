@@ -132,3 +132,14 @@ def test_glow_encoder_choice_is_checked_and_the_default_unchanged():
     with pytest.raises(ValueError, match="must have 3 features"):
         model.apply(variables, value, context[..., :2])
     assert isinstance(RRDBEncoder(4), ContextEncoder)
+
+
+def test_full_resolution_encoder_hands_the_first_level_each_pixels_features():
+    encoder = ContextEncoder(features=4, blocks=1, full_resolution=True)
+    context = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
+    variables = encoder.init(jax.random.PRNGKey(1), context, (8, 8), 2)
+    first, second = encoder.apply(variables, context, (8, 8), 2)
+    assert first.shape == (2, 4, 4, 5 * 4) and second.shape == (2, 2, 2, 4)
+    # The same parameters without the option give the strided map alone: the first 4 channels.
+    plain = ContextEncoder(features=4, blocks=1).apply(variables, context, (8, 8), 2)
+    np.testing.assert_array_equal(first[..., :4], plain[0])

@@ -49,6 +49,9 @@ class ConditionalGlow(ConditionalFlow):
         residual-in-residual dense blocks of Winkler et al.; their setting is
         context_features=128, encoder_blocks=16). Its parameters live under
         "encoder" either way.
+      full_resolution_context: give the first level the encoder's
+        full-resolution features too, space-to-depth (`ContextEncoder`'s
+        `full_resolution`), so each pixel is conditioned on its own features.
       dtype: computation dtype of the networks (e.g. jnp.bfloat16); the flow's
         bijective math and parameters stay float32.
       check_finite: report non-finite inputs instead of returning NaN.
@@ -71,6 +74,7 @@ class ConditionalGlow(ConditionalFlow):
     context_features: int = 64
     encoder_blocks: int = 2
     encoder: str = "residual"
+    full_resolution_context: bool = False
     dtype: Optional[jnp.dtype] = None
     check_finite: bool = False
     memory_efficient: bool = False
@@ -82,8 +86,9 @@ class ConditionalGlow(ConditionalFlow):
             raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
         self.shape_marker = make_shape_marker()
         # `encoder` names the choice, so the module takes another attribute and keeps the parameter name.
+        extra = {"full_resolution": True} if self.full_resolution_context else {}
         self.context_encoder = make_encoder(self.encoder, self.context_features, self.encoder_blocks,
-                                            dtype=self.dtype, name="encoder")
+                                            dtype=self.dtype, name="encoder", **extra)
         step_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
                        ("dtype", self.dtype))
         # One module per level owns its K steps' parameters stacked on a leading axis.

@@ -44,11 +44,16 @@ class ContextEncoder(nn.Module):
       features: channels of every feature map.
       blocks: residual blocks at full resolution.
       dtype: computation dtype.
+      full_resolution: also hand the first level the full-resolution features
+        themselves, space-to-depth (each 2x2 block's four feature vectors side
+        by side), so its map has 5 * features channels and every pixel of the
+        value sees its own features, as a per-pixel model does.
     """
 
     features: int = 64
     blocks: int = 2
     dtype: Optional[jnp.dtype] = None
+    full_resolution: bool = False
 
     @nn.compact
     def __call__(self, context: Array, value_spatial: tuple[int, int], levels: int) -> list[Array]:
@@ -61,10 +66,16 @@ class ContextEncoder(nn.Module):
                                                                self.features)) for level in range(levels)]
         context = resize_context(context, (context.shape[0], height, width))
         h = self.trunk(nn.Conv(self.features, (3, 3), dtype=self.dtype)(context))
+        full = h
         outputs = []
         for _ in range(levels):
             h = nn.relu(nn.Conv(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h))
             outputs.append(h)
+        if self.full_resolution:
+            batch, height, width, channels = full.shape
+            blocks = full.reshape(batch, height // 2, 2, width // 2, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+            outputs[0] = jnp.concatenate([outputs[0], blocks.reshape(batch, height // 2, width // 2, 4 * channels)],
+                                         axis=-1)
         return outputs
 
     def trunk(self, h: Array) -> Array:
