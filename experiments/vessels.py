@@ -117,7 +117,7 @@ def _train(model, crops, config, out, name, dequantizer=None):
     result = jcnf.train.fit(model, crops, steps=train.steps, batch_size=train.batch, seed=config.seed,
                             optimizer=jcnf.train.default_optimizer(train.lr, warmup=min(100, train.steps // 10 + 1)),
                             dequantizer=dequantizer, metrics_path=_hosts.metrics_file(out, name),
-                            checkpoint_dir=str(out / "checkpoints" / name) if train.checkpoints else None,
+                            checkpoint_dir=_hosts.checkpoint_dir(out, name) if train.checkpoints else None,
                             log_every=max(1, min(100, train.steps // 4)))
     return result.state, result.history
 

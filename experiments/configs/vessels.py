@@ -53,9 +53,6 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.model.context_features, config.model.encoder_blocks, config.model.dequantizer_hidden = 4, 1, 4
         config.model.baseline_features, config.model.baseline_blocks = 8, 1
         config.eval.samples, config.eval.retina_size = 4, 48  # the test images' size: one sampler compile
-        # The two-process test gives each process its own output directory; a multi-process checkpoint
-        # needs one directory every process shares.
-        config.train.checkpoints = False
     elif name != "default":
         raise ValueError(f"`name` must be 'default', 'paper' or 'smoke'; got {name!r}.")
     return config
