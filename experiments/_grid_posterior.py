@@ -102,7 +102,7 @@ def _sample_grid(posterior: GridPosterior, rng: Array, n: int) -> Array:
     index = jnp.stack(jnp.unravel_index(flat_index, posterior.resolution), axis=-1)
     lows = jnp.array([lo for lo, _ in posterior.bounds], jnp.float32)
     widths = jnp.array(posterior.cell_size, jnp.float32)
-    return lows + (index + uniforms[n:].reshape(n, 2)) * widths
+    return lows[None] + (index + uniforms[n:].reshape(n, 2)) * widths[None]
 
 
 def _cell_centers(bounds: tuple[float, float], num_cells: int) -> Array:
@@ -151,7 +151,7 @@ def _normalize_on_grid(log_density: Array, points: Array) -> tuple[Array, Array,
     # (float32 underflow) still normalize.
     probs = jax.nn.softmax(log_density.reshape(-1)).reshape(log_density.shape)
     mean = jnp.einsum("ij,ijk->k", probs, points, precision=jax.lax.Precision.HIGHEST)
-    centered = points - mean
+    centered = points - mean[None, None]
     cov = jnp.einsum("ij,ijk,ijl->kl", probs, centered, centered, precision=jax.lax.Precision.HIGHEST)
     return probs, mean, cov, jax.scipy.special.logsumexp(log_density)
 
@@ -197,18 +197,18 @@ def kl_from_samples_to_grid(samples: Array, reference: GridPosterior, bins: Unio
 @functools.partial(jax.jit, static_argnums=2)
 def _histogram_kl(samples: Array, reference: GridPosterior, bins: tuple[int, int], pseudo_count: Array) -> Array:
     """kl_from_samples_to_grid after validation; bins static, pseudo_count traced."""
-    resolution = jnp.array(reference.resolution)
+    resolution = jnp.array(reference.resolution)[None]  # [1, 2], against samples [N, 2]
     # Cell i of an axis with n cells belongs to coarse bin floor(i b / n).
     cell_to_bin = [np.arange(n) * b // n for b, n in zip(bins, reference.resolution, strict=False)]
     reference_mass = jnp.zeros(bins).at[cell_to_bin[0][:, None], cell_to_bin[1][None, :]].add(reference.probs)
 
     lows = jnp.array([lo for lo, _ in reference.bounds])
-    scaled = (samples - lows) / jnp.array(reference.cell_size)
+    scaled = (samples - lows[None]) / jnp.array(reference.cell_size)[None]
     # Compared as floats before any integer cast, so huge values and NaN
     # count as outside instead of overflowing into some bin.
     inside = jnp.all((scaled >= 0) & (scaled < resolution), axis=-1)
     cell = jnp.clip(jnp.floor(jnp.where(inside[:, None], scaled, 0.0)), 0, resolution - 1).astype(jnp.int32)
-    sample_bin = cell * jnp.array(bins) // resolution
+    sample_bin = cell * jnp.array(bins)[None] // resolution
     num_bins = bins[0] * bins[1]
     flat_bin = jnp.where(inside, sample_bin[:, 0] * bins[1] + sample_bin[:, 1], num_bins)
     counts = jnp.bincount(flat_bin, length=num_bins + 1)

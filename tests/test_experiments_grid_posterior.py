@@ -164,9 +164,9 @@ def test_kl_grows_for_wrong_distributions(banana):
     baseline = float(kl_from_samples_to_grid(exact, banana))
     # Shifting x1 by half a standard deviation bends the banana off the
     # reference: the x1 marginal alone contributes 0.5^2 / 2 = 0.125 nats.
-    shifted = float(kl_from_samples_to_grid(exact + jnp.array([0.5, 0.0]), banana))
+    shifted = float(kl_from_samples_to_grid(exact + jnp.array([[0.5, 0.0]]), banana))
     # Too narrow (a mode-seeking fit) misses the tails the reference covers.
-    narrow = float(kl_from_samples_to_grid(exact * jnp.array([0.5, 1.0]), banana))
+    narrow = float(kl_from_samples_to_grid(exact * jnp.array([[0.5, 1.0]]), banana))
     assert shifted > max(0.125, 10 * baseline)
     assert narrow > max(0.125, 10 * baseline)
 

@@ -76,12 +76,12 @@ def test_posterior_coverage_of_a_calibrated_gaussian_posterior():
     shift = jax.random.normal(key_shift, (100, 200))
     scale = jax.random.uniform(key_scale, (100, 200), minval=0.1, maxval=3.0)
     truth = shift + scale * jax.random.normal(key_truth, (100, 200))
-    samples = shift + scale * jax.random.normal(key_samples, (400, 100, 200))
+    samples = shift[None] + scale[None] * jax.random.normal(key_samples, (400, 100, 200))
     coverage = jax.jit(metrics.posterior_coverage)(samples, truth)
     expected = [math.erf(k / math.sqrt(2.0)) for k in (1.0, 2.0, 3.0)]
     np.testing.assert_allclose(np.asarray(coverage), expected, atol=0.012)
     # Samples half as spread as the truth's distribution: over-confident, 2-std coverage erf(1/sqrt 2) = 0.683.
-    narrow = shift + 0.5 * scale * jax.random.normal(key_samples, (400, 100, 200))
+    narrow = shift[None] + 0.5 * scale[None] * jax.random.normal(key_samples, (400, 100, 200))
     assert float(metrics.posterior_coverage(narrow, truth, ks=(2.0,))[0]) == pytest.approx(0.683, abs=0.012)
 
 

@@ -107,7 +107,7 @@ def test_reverse_kl_fits_a_gaussian_target():
     mean = jnp.array([2.0, -1.0])
 
     def log_density(value):
-        return jnp.sum(-0.5 * jnp.square((value - mean) / 0.5) - math.log(0.5) - 0.5 * math.log(2 * math.pi),
+        return jnp.sum(-0.5 * jnp.square((value - mean[None]) / 0.5) - math.log(0.5) - 0.5 * math.log(2 * math.pi),
                        axis=-1)
 
     batch = {"value": np.zeros((8, 2), np.float32) + np.arange(8, dtype=np.float32)[:, None],
@@ -137,7 +137,7 @@ def test_one_reverse_kl_step_serves_every_context_and_target_with_one_compilatio
     traces = []
 
     def log_density(value, mean):
-        return -0.5 * jnp.sum(jnp.square(value - mean), axis=-1)
+        return -0.5 * jnp.sum(jnp.square(value - mean[None]), axis=-1)
 
     def counting_log_density(value, mean):
         traces.append(value.shape)  # Python runs once per trace, never in a compiled call
