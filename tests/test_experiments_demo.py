@@ -3,13 +3,13 @@
 The single run must learn the bimodal ring; the two-process run must write one
 results.json (process 0 only) with the same figures. Both runs see the same
 global batches and keys; only float32 all-reduce order differs (~1e-7
-relative per step). 400 Adam steps at lr 3e-3 amplify that. One process with
+relative per step). 150 Adam steps at lr 3e-3 amplify that. One process with
 1, 2 and 4 devices (the same kind of difference) gave final test
-log-likelihoods of -0.7637, -0.7651 and -0.7632 nats and sample-radius
-stds of 0.1240, 0.1276 and 0.1251; 2 processes x 2 devices gave -0.7659 and
-0.1326. Each run is deterministic, so the figures are compared at an
+log-likelihoods of -0.9274, -0.9305 and -0.9352 nats and sample-radius
+stds of 0.2248, 0.2290 and 0.2260; 2 processes x 2 devices gave -0.9367 and
+0.2232. Each run is deterministic, so the figures are compared at an
 absolute 0.02 (nats, or radius units): a few times that spread, and small
-against the ~3 nats that training gains.
+against the ~2.7 nats that training gains.
 """
 
 import json
@@ -21,7 +21,7 @@ def test_demo_learns_the_ring_on_one_and_two_processes(tmp_path):
     single, pair = run_single_and_pair("demo", tmp_path)
     results = json.loads((single / "results.json").read_text())
     ll = results["test_log_likelihood_nats"]
-    # The ring with two angular modes is far from Gaussian: after 400 steps the
+    # The ring with two angular modes is far from Gaussian: after 150 steps the
     # flow is well past the closed-form linear-Gaussian fit (about -3.0 nats).
     assert ll["flow_trained"] > ll["linear_gaussian_baseline"] + 1.0
     assert ll["flow_trained"] > ll["flow_initial"] + 1.0

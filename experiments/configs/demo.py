@@ -17,7 +17,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict({"layers": 8, "hidden": 64})
     config.train = ml_collections.ConfigDict({"steps": 1500, "batch": 256, "lr": 3e-3, "clip_norm": 10.0})
     if name == "smoke":
-        config.train.steps = 400
+        config.train.steps = 150
     elif name != "default":
         raise ValueError(f"`name` must be 'default' or 'smoke' for the demo; got {name!r}.")
     return config
