@@ -48,17 +48,18 @@ def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke",
     results.json and config.json, and that process 1 (given its own output
     directory) wrote nothing.
     """
+    # All three processes start together: the pair's processes wait on each other at every collective,
+    # and the single run fills those gaps.
     single = tmp_path / "single"
-    done = subprocess.run(_command(module, config, single, "off"), timeout=timeout, cwd=ROOT, env=_env(4),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     port = _free_port()
     outs = [tmp_path / f"process{i}" for i in range(2)]
-    procs = [subprocess.Popen(_command(module, config, outs[i], "auto"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JCNF_NUM_PROCESSES="2",
-                                       JCNF_PROCESS_ID=str(i)))
-             for i in range(2)]
+    procs = [subprocess.Popen(_command(module, config, single, "off"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=_env(4))]
+    procs += [subprocess.Popen(_command(module, config, outs[i], "auto"), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JCNF_NUM_PROCESSES="2",
+                                        JCNF_PROCESS_ID=str(i)))
+              for i in range(2)]
     try:
         logs = [proc.communicate(timeout=timeout)[0] for proc in procs]
     finally:
