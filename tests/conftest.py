@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jcnf
 from tests._xla import xla_flags
 
 # Before any test touches a backend (XLA reads its flags when the CPU client starts).
@@ -76,6 +77,16 @@ def perturb(params, rng, scale=0.1):
     noisy = [leaf + scale * jax.random.normal(key, leaf.shape, leaf.dtype)
              for leaf, key in zip(leaves, keys, strict=True)]
     return jax.tree.unflatten(treedef, noisy)
+
+
+def perturbed_realnvp(layers: int, hidden: int, batch: int):
+    """(model, variables, value [batch, 3], context [batch, 2]): a small ConditionalRealNVP, perturbed off identity."""
+    rng = jax.random.PRNGKey(0)
+    model = jcnf.ConditionalRealNVP(layers=layers, hidden=hidden)
+    value = jax.random.normal(rng, (batch, 3))
+    context = jax.random.normal(jax.random.PRNGKey(1), (batch, 2))
+    variables = perturb(jax.jit(model.init)(rng, value, context), jax.random.PRNGKey(2), 0.1)
+    return model, variables, value, context
 
 
 def assert_close(actual, expected, atol, rtol=0.0):

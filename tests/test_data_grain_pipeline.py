@@ -206,32 +206,52 @@ def test_bad_input(tmp_path):
 
 _WORKER = """
 import json, sys
-import jax, numpy as np
-from jcnf.data import grain_batches
-port, process_id, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import jax
+from jcnf.data import grain_batches, tfds_source
+port, process_id, data_dir, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
 assert jax.process_count() == 2
-batches = [b["id"].tolist() for b in grain_batches({"id": np.arange(24)}, 8, seed=5, num_epochs=1)]
+source = tfds_source("tiny_grain_images", "train", data_dir=data_dir)
+
+def batches(**options):
+    return grain_batches(source, 2, seed=5, **options)
+
+epoch = [b["id"].tolist() for b in batches(num_epochs=1)]
+straight = [b["id"].tolist() for b in batches(num_epochs=2)]
+# Killed after four batches: the position, as a checkpoint stores it (JSON), restarts a new pipeline.
+first = batches(num_epochs=2)
+resumed = [next(first)["id"].tolist() for _ in range(4)]
+state = json.loads(json.dumps(first.get_state()))
+del first
+again = batches(num_epochs=2)
+again.set_state(state)
+resumed += [b["id"].tolist() for b in again]
 with open(out, "w") as f:
-    json.dump(batches, f)
+    json.dump({"epoch": epoch, "straight": straight, "resumed": resumed}, f)
 """
 
 
-def test_two_processes_split_an_epoch(tmp_path):
+def test_two_processes_split_a_prepared_tfds_dataset_and_resume_exactly(tmp_path):
+    TinyGrainImages(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd(), XLA_FLAGS=xla_flags())
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(port), str(i), str(outs[i])], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(port), str(i), str(tmp_path), str(outs[i])],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
     for proc in procs:
         output = proc.communicate(timeout=120)[0].decode()
         assert proc.returncode == 0, output
     hosts = [json.loads(out.read_text()) for out in outs]
-    assert [len(h) for h in hosts] == [3, 3] and all(len(rows) == 4 for h in hosts for rows in h)
-    seen = [i for h in hosts for rows in h for i in rows]
-    assert sorted(seen) == list(range(24))
-    single = [b["id"].tolist() for b in grain_batches({"id": np.arange(24)}, 8, seed=5, num_epochs=1)]
-    assert [hosts[0][s] + hosts[1][s] for s in range(3)] == single
+    # Global batch 2 over 2 processes: one row each per batch, 3 batches per epoch of 6 examples.
+    assert all(len(h["epoch"]) == 3 and all(len(rows) == 1 for rows in h["epoch"]) for h in hosts)
+    seen = [i for h in hosts for rows in h["epoch"] for i in rows]
+    assert sorted(seen) == list(range(len(_IMAGES)))  # the whole dataset, no example twice
+    source = tfds_source("tiny_grain_images", "train", data_dir=tmp_path)
+    single = [b["id"].tolist() for b in grain_batches(source, 2, seed=5, num_epochs=1)]
+    assert [hosts[0]["epoch"][s] + hosts[1]["epoch"][s] for s in range(3)] == single
+    for h in hosts:
+        # Stopped in the second epoch's first batch and resumed: the same batches as the uninterrupted run.
+        assert len(h["straight"]) == 6 and h["resumed"] == h["straight"]

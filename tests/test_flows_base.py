@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close, perturb
+from conftest import assert_close, perturb, perturbed_realnvp
 from jax.experimental import checkify
 
 import jcnf
@@ -16,11 +16,7 @@ RNG = jax.random.PRNGKey(0)
 
 @pytest.fixture(scope="module")
 def realnvp():
-    model = jcnf.ConditionalRealNVP(layers=4, hidden=16)
-    value = jax.random.normal(RNG, (8, 3))
-    context = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
-    variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(2), 0.1)
-    return model, variables, value, context
+    return perturbed_realnvp(4, 16, 8)
 
 
 def test_jit_vmap_grad(realnvp):

@@ -5,9 +5,8 @@ import distrax
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import assert_close, perturb
+from conftest import assert_close, perturbed_realnvp
 
-import jcnf
 from jcnf.flows import ValueToLatent, flow_distribution
 
 pytestmark = pytest.mark.strict_dtypes
@@ -17,11 +16,7 @@ RNG = jax.random.PRNGKey(0)
 
 @pytest.fixture(scope="module")
 def realnvp():
-    model = jcnf.ConditionalRealNVP(layers=2, hidden=8)
-    value = jax.random.normal(RNG, (4, 3))
-    context = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
-    variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(2), 0.1)
-    return model, variables, value, context
+    return perturbed_realnvp(2, 8, 4)
 
 
 def test_distribution_view_is_distrax_and_matches_log_prob(realnvp):
