@@ -44,7 +44,7 @@ def _seismic_size(seismic: dict) -> str:
     return f"{size}x{size}"
 
 
-def _seismic_speedup(row: dict) -> str:
+def _speedup(row: dict) -> str:
     """A matched or constant-lr speed-up row of the seismic results as "2.4x", "<=1.0x" or ">=4.0x"."""
     if row["speedup"] is None:
         return f">={row['speedup_lower_bound']:.1f}x"
@@ -54,22 +54,23 @@ def _seismic_speedup(row: dict) -> str:
 def inverse_constant_lr() -> str:
     """Preconditioned vs from scratch at a constant learning rate, Rosenbrock and seismic; seismic coverage."""
     rosen, seismic = _load("experiments", "results", "rosenbrock.json"), _load("experiments", "results", "seismic.json")
-    r = rosen["constant_lr"]
+    kl, rvi = rosen["reverse_kl_nats"], rosen["config"]["vi"]
     # "0.023 after 400 it, 0.12 after 2000": the unit once, on the first run.
-    scratch = ", ".join(f"{run['kl_nats']:.2g} after {run['iterations']}" + (" it" if i == 0 else "")
-                        for i, run in enumerate(r["scratch"]))
+    scratch = f"{kl['scratch']['end']:.2g} after {rvi['scratch_steps']} it"
+    if rvi["scratch_max_steps"] > rvi["scratch_steps"]:
+        scratch += f", {kl['scratch_long']['end']:.2g} after {rvi['scratch_max_steps']}"
     posterior, vi = seismic["posterior"], seismic["config"]["vi"]
     constant = _table(
         ["experiment", "preconditioned", "from scratch", "speed-up (constant lr)"],
         [["Rosenbrock 2D, reverse KL to the exact (grid) posterior",
-          f"{r['preconditioned']['kl_nats']:.2g} nats after {r['preconditioned']['iterations']} it", scratch,
-          f"{r['speedup']:.1f}x"],
+          f"{kl['preconditioned']['end']:.2g} nats after {rvi['preconditioned_steps']} it", scratch,
+          _speedup(rosen["speedup"])],
          [f"Seismic {_seismic_size(seismic)}, SNR of the posterior mean",
           f"{posterior['preconditioned']['snr_db_of_mean']:.1f} dB after {vi['preconditioned_steps']} it "
           f"(2-std coverage {posterior['preconditioned']['coverage']['2']:.2f})",
           f"{posterior['scratch']['snr_db_of_mean']:.1f} dB after {vi['scratch_max_steps']} it "
           f"({posterior['scratch']['coverage']['2']:.2f})",
-          _seismic_speedup(seismic["speedup"])]])
+          _speedup(seismic["speedup"])]])
     labels = {"amortized_low_fidelity": "amortized (low fidelity, no fine-tuning)",
               "preconditioned": f"preconditioned, reverse KL ({vi['preconditioned_steps']} it)",
               "scratch": f"from scratch, reverse KL ({vi['scratch_max_steps']} it)",
@@ -87,29 +88,31 @@ def inverse_constant_lr() -> str:
     return constant + "\n\n" + coverage
 
 
-def _seismic_budget_rows(seismic: dict) -> list[list[object]]:
-    """The seismic rows of `inverse_budgets`, from the annealed budget sweep of the results file."""
+def _budget_rows(label: str, results: dict, objective: Callable[[float], str]) -> list[list[object]]:
+    """The rows of `inverse_budgets` for one problem, from the annealed budget sweep of its results file."""
     rows = []
-    for run in seismic["annealed_budgets"]["matched_speedup"]:
+    for run in results["annealed_budgets"]["matched_speedup"]:
         bracket = [b if b is not None else "?" for b in run["scratch_bracket"]]
         needed = "not reached" if run["scratch_budget"] is None else f"{run['scratch_budget']:.0f}"
         speed_bracket = [f"{b:g}" if b is not None else "?" for b in run["speedup_bracket"]]
-        rows.append([f"seismic {_seismic_size(seismic)}", run["preconditioned_budget"], f"{run['target']:,.0f}",
+        rows.append([label, run["preconditioned_budget"], objective(run["target"]),
                      f"{needed} ({bracket[0]}-{bracket[1]})",
-                     f"{_seismic_speedup(run)} ({'-'.join(speed_bracket)}x)"])
+                     f"{_speedup(run)} ({'-'.join(speed_bracket)}x)"])
     return rows
 
 
 def inverse_budgets() -> str:
     """Scratch iterations that match each preconditioned budget, both runs annealed."""
-    rows = []
-    for run in _load("experiments", "results", "rosenbrock.json")["budget_sweep"]:
-        rows.append(["Rosenbrock", run["budget"], f"KL {run['objective']:.2g}",
-                     f"{run['scratch_to_match']} ({_bracket(run['measured_bracket'])})",
-                     f"{run['speedup']:.1f}x ({_bracket(run['speedup_bracket'])}x)"])
-    rows += _seismic_budget_rows(_load("experiments", "results", "seismic.json"))
+    seismic = _load("experiments", "results", "seismic.json")
+    rows = (_budget_rows("Rosenbrock", _load("experiments", "results", "rosenbrock.json"), lambda v: f"KL {v:.2g}")
+            + _budget_rows(f"seismic {_seismic_size(seismic)}", seismic, lambda v: f"{v:,.0f}"))
+    rosen_scratch = _load("experiments", "results", "rosenbrock.json")["annealed_budgets"]["mean"]["scratch"]
+    seismic_scratch = seismic["annealed_budgets"]["mean"]["scratch"]
+    measured = (f"Scratch budgets measured: Rosenbrock {', '.join(rosen_scratch)} iterations (mean KL "
+                f"{', '.join(f'{v:.2g}' for v in rosen_scratch.values())} nats); seismic "
+                f"{', '.join(seismic_scratch)} (objective {', '.join(f'{v:,.0f}' for v in seismic_scratch.values())}).")
     return _table(["problem", "preconditioned budget (it)", "its final objective",
-                   "scratch it to match (measured bracket)", "speed-up (bracket)"], rows)
+                   "scratch it to match (measured bracket)", "speed-up (bracket)"], rows) + "\n\n" + measured
 
 
 def superres() -> str:
