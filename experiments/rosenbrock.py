@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run(name, params, steps: int, step: inverse.PosteriorStep = constant_rate,
             **options) -> inverse.ReverseKLResult:
-        # Named runs are checkpointed (a rerun with the same --out resumes them); the sweep's are short.
+        # Every run is checkpointed: a rerun with the same --out resumes it.
         options = {"eval_samples": config.vi.eval_samples, "seed": config.seed,
                    "metrics_path": name and _hosts.metrics_file(out, name),
                    "checkpoint_dir": name and _hosts.checkpoint_dir(out, name), **options}
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     starts = {"preconditioned": lambda seed: inverse.precondition(amortized), "scratch": scratch_init}
     sweep = budget_sweep(
         lambda method, budget, seed: run(None, starts[method](seed), budget, annealed[budget], seed=config.seed + seed,
-                                         eval_samples=0, progress=False).params,
+                                         eval_samples=0, progress=False, checkpoint_dir=_hosts.checkpoint_dir(
+                                             out, f"annealed_{method}_{budget}_seed{seed}")).params,
         # KL(q || exact posterior)
         lambda params: float(constant_rate.objective(_hosts.to_host(params), kl_latents, y_obs[None], y_obs)) + log_z,
         {"preconditioned": sorted(config.sweep.preconditioned), "scratch": sorted(config.sweep.scratch)},
