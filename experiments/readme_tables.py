@@ -35,17 +35,13 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join([_row(*header), "|" + "---|" * len(header)] + [_row(*row) for row in rows])
 
 
-def _bracket(pair: list[float]) -> str:
-    return "-".join(f"{value:g}" for value in pair)
-
-
 def _seismic_size(seismic: dict) -> str:
     size = seismic["config"]["data"]["size"]
     return f"{size}x{size}"
 
 
 def _speedup(row: dict) -> str:
-    """A matched or constant-lr speed-up row of the seismic results as "2.4x", "<=1.0x" or ">=4.0x"."""
+    """A matched or constant-lr speed-up row of a results file as "2.4x", "<=1.0x" or ">=4.0x"."""
     if row["speedup"] is None:
         return f">={row['speedup_lower_bound']:.1f}x"
     return f"{'<=' if row.get('kind') == 'at_most' else ''}{row['speedup']:.1f}x"

@@ -10,34 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from tests._xla import xla_flags
+from tests._xla import free_port, subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
-
-
-def _command(module: str, config: str, out: Path, distributed: str) -> list[str]:
+def experiment_command(module: str, config: str, out: Path, distributed: str) -> list[str]:
+    """The command line that runs `experiments.<module>` with config `config` into `out`."""
     path = os.path.join(ROOT, "experiments", "configs", f"{module}.py") + f":{config}"
     return [sys.executable, "-m", f"experiments.{module}", "--config", path, "--out", str(out),
             "--distributed", distributed]
-
-
-def _env(devices: int, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("JCNF_", "JAX_COORDINATOR"))}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices), **extra)
-    return env
 
 
 def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke",
@@ -51,14 +39,14 @@ def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke",
     # All three processes start together: the pair's processes wait on each other at every collective,
     # and the single run fills those gaps.
     single = tmp_path / "single"
-    port = _free_port()
+    port = free_port()
     outs = [tmp_path / f"process{i}" for i in range(2)]
-    procs = [subprocess.Popen(_command(module, config, single, "off"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=_env(4))]
-    procs += [subprocess.Popen(_command(module, config, outs[i], "auto"), cwd=ROOT, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(experiment_command(module, config, single, "off"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=subprocess_env(4))]
+    job = dict(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JCNF_NUM_PROCESSES="2")
+    procs += [subprocess.Popen(experiment_command(module, config, outs[i], "auto"), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True,
-                               env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JCNF_NUM_PROCESSES="2",
-                                        JCNF_PROCESS_ID=str(i)))
+                               env=subprocess_env(2, JCNF_PROCESS_ID=str(i), **job))
               for i in range(2)]
     try:
         logs = [proc.communicate(timeout=timeout)[0] for proc in procs]

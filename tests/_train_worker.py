@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -166,13 +165,9 @@ def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> lis
 
     Process i writes to `{out_prefix}{i}`; a process that fails fails the call with its log.
     """
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        port = sock.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    from tests._xla import xla_flags  # only the test process calls this; the worker script does not need it
+    from tests._xla import free_port, subprocess_env  # only the test process calls this, not the worker script
 
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
+    port, env = free_port(), subprocess_env()
     procs = [subprocess.Popen([sys.executable, __file__, mode, "--out", f"{out_prefix}{i}", "--port", str(port),
                                "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for i in range(2)]

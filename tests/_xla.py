@@ -1,4 +1,4 @@
-"""XLA flags of the test processes, the pytest process and the subprocesses that tests start.
+"""XLA flags and environment of the test processes: the pytest process and the subprocesses tests start.
 
 The suite compiles hundreds of tiny programs, so compile time dominates it.
 `--xla_backend_optimization_level=0` lowers only LLVM's optimization of the
@@ -9,6 +9,9 @@ slower machine code. On tiny test shapes it cuts compile time 2-3x.
 """
 
 from __future__ import annotations
+
+import os
+import socket
 
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 
@@ -22,3 +25,22 @@ def xla_flags(devices: int | None = None, base: str = "") -> str:
         flags = [f for f in flags if not f.startswith("--xla_force_host_platform_device_count")]
         flags.append(f"--xla_force_host_platform_device_count={devices}")
     return " ".join(flags)
+
+
+def subprocess_env(devices: int | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a subprocess that a test starts.
+
+    This process's environment on the CPU, with the tests' XLA flags (and `devices` fake host devices if
+    given), without a multi-process job's variables, plus `extra`.
+    """
+    env = {key: value for key, value in os.environ.items()
+           if key != "XLA_FLAGS" and not key.startswith(("JCNF_", "JAX_COORDINATOR"))}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices), **extra)
+    return env
+
+
+def free_port() -> int:
+    """A localhost port that is free now, for a `jax.distributed` coordinator."""
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -25,7 +24,7 @@ from jcnf.data import (
     random_crop,
     tfds_source,
 )
-from tests._xla import xla_flags
+from tests._xla import free_port, subprocess_env
 
 _NUM = 24
 _IMAGES = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
@@ -233,11 +232,7 @@ with open(out, "w") as f:
 
 def test_two_processes_split_a_prepared_tfds_dataset_and_resume_exactly(tmp_path):
     TinyGrainImages(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd(), XLA_FLAGS=xla_flags())
+    port, env = free_port(), subprocess_env(PYTHONPATH=os.getcwd())
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(port), str(i), str(tmp_path), str(outs[i])],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]

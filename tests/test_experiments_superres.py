@@ -13,7 +13,8 @@ import pytest
 
 from experiments import superres
 from experiments._config import load_config
-from tests._multihost import ROOT, _command, _env, assert_same_results, run_single_and_pair
+from tests._multihost import ROOT, assert_same_results, experiment_command, run_single_and_pair
+from tests._xla import subprocess_env
 
 
 def _data(**overrides):
@@ -108,8 +109,8 @@ def test_superres_smoke_one_and_two_processes_then_resumes(tmp_path):
     # Rerun the single run's directory with more steps: each model resumes from its step-4 checkpoint.
     before = {name: _records(single / f"{name}_metrics.jsonl") for name in ("cnf", "baseline")}
     assert [r["step"] for r in before["cnf"]] == [1, 2, 3, 4]
-    done = subprocess.run(_command("superres", "smoke", single, "off") + ["--config.train.steps=6"],
-                          timeout=300, cwd=ROOT, env=_env(4), capture_output=True, text=True)
+    done = subprocess.run(experiment_command("superres", "smoke", single, "off") + ["--config.train.steps=6"],
+                          timeout=300, cwd=ROOT, env=subprocess_env(4), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in ("cnf", "baseline"):
         after = _records(single / f"{name}_metrics.jsonl")

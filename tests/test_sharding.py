@@ -9,7 +9,6 @@ on 8 devices (observed differences ~1e-7).
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -21,22 +20,9 @@ import pytest
 
 import jcnf
 from jcnf import sharding, train
-from tests._xla import xla_flags
+from tests._xla import free_port, subprocess_env
 
 WORKER = os.path.join(os.path.dirname(__file__), "_train_worker.py")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
 
 
 def _assert_same_params(a: dict, b: dict, atol: float) -> None:
@@ -48,7 +34,7 @@ def _assert_same_params(a: dict, b: dict, atol: float) -> None:
 def test_one_and_eight_devices_agree(tmp_path):
     out = str(tmp_path / "devices8.json")
     subprocess.run([sys.executable, WORKER, "devices8", "--out", out], check=True, timeout=120,
-                   env=_env(XLA_FLAGS=xla_flags(8)))
+                   env=subprocess_env(8))
     with open(out) as f:
         record = json.load(f)
     assert record["devices_one"] == 1 and record["devices_eight"] == 8
@@ -61,11 +47,11 @@ def test_one_and_eight_devices_agree(tmp_path):
 
 
 def test_two_processes_agree(tmp_path):
-    port = _free_port()
+    port = free_port()
     checkpoint_dir = str(tmp_path / "checkpoints")
     procs = [subprocess.Popen([sys.executable, WORKER, "distributed", "--out", str(tmp_path / f"p{i}.npz"),
                                "--port", str(port), "--process-id", str(i), "--checkpoint-dir", checkpoint_dir],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for i in range(2)]
     try:
         logs = [proc.communicate(timeout=150)[0].decode() for proc in procs]
