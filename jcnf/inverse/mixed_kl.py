@@ -23,7 +23,6 @@ the anchor are compared on the same scale.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional, Union
 
 import flax.linen as nn
@@ -33,13 +32,9 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
-from jcnf.flows.push import push_latents
 from jcnf.inverse.latent import LatentCorrectedFlow
-from jcnf.inverse.linear_operator import LinearOperator
-from jcnf.inverse.objective import LogDensity, observation_log_density
+from jcnf.inverse.objective import LogDensity
 from jcnf.inverse.posterior_step import ForwardOp, PosteriorStep, posterior_step
-from jcnf.sharding import batch_sharding
-from jcnf.train.steps import ReverseKLStep, apply_loss
 
 
 def mixed_kl_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: ForwardOp, noise_std: float,
@@ -69,33 +64,13 @@ def mixed_kl_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: Forw
     """
     if not (isinstance(weight, (int, float)) and weight >= 0):
         raise ValueError(f"`weight` must be a number >= 0 (the forward-KL weight); got {weight!r}.")
-    base = posterior_step(model, forward_op, noise_std, log_prior, num_samples=num_samples, optimizer=optimizer,
-                          learning_rate=learning_rate, mesh=mesh)
-    function_op = None if isinstance(forward_op, LinearOperator) else forward_op
-    split = batch_sharding(base.mesh)
-    reference = jax.lax.stop_gradient(reference_params)
-
-    def log_density(x: Array, y_obs: Array, operator: Optional[LinearOperator]) -> Array:
-        return observation_log_density(function_op if operator is None else operator, noise_std, log_prior)(x, y_obs)
-
-    def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, dict[str, Array]]:
-        variables = {"params": params["flow"]}
-        context = jax.lax.with_sharding_constraint(
-            jnp.broadcast_to(batch["context"], (num_samples,) + batch["context"].shape[1:]), split)
-        if "z" in batch:
-            value, log_q = push_latents(model, variables, batch["z"], context)
-        else:  # the samples of `reverse_kl_step` for the same rng: weight 0 trains exactly as it does
-            value, log_q = model.apply(variables, rng, context, method="sample_and_log_prob")
-        log_posterior = log_density(value, *batch["target"])
+    def anchor(variables: dict, rng: Array, context: Array) -> tuple[Array, dict[str, Array]]:
         # As in `flow_log_prior`: the barrier keeps XLA from constant-folding the frozen flow.
-        frozen = jax.lax.optimization_barrier(reference)
-        anchor = jax.lax.stop_gradient(model.apply({"params": frozen}, jax.random.fold_in(rng, 1), context,
-                                                   method="sample"))
-        reference_nll = -jnp.mean(model.apply(variables, anchor, context, method="log_prob"))
-        loss = jnp.mean(log_q - log_posterior) + weight * reference_nll
-        return loss, {"log_q": jnp.mean(log_q), "log_density": jnp.mean(log_posterior),
-                      "reference_nll": reference_nll}
+        frozen = jax.lax.optimization_barrier(jax.lax.stop_gradient(reference_params))
+        samples = jax.lax.stop_gradient(model.apply({"params": frozen}, jax.random.fold_in(rng, 1), context,
+                                                    method="sample"))
+        reference_nll = -jnp.mean(model.apply(variables, samples, context, method="log_prob"))
+        return weight * reference_nll, {"reference_nll": reference_nll}
 
-    train = ReverseKLStep(lambda state, batch: apply_loss(state, loss_fn, batch), base.mesh, num_samples,
-                          donate=True)
-    return dataclasses.replace(base, train=train)
+    return posterior_step(model, forward_op, noise_std, log_prior, num_samples=num_samples, optimizer=optimizer,
+                          learning_rate=learning_rate, mesh=mesh, extra_loss=anchor)

@@ -135,7 +135,7 @@ def _freezing(optimizer: optax.GradientTransformation) -> optax.GradientTransfor
 def posterior_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: ForwardOp, noise_std: float,
                    log_prior: LogDensity, *, num_samples: int = 64,
                    optimizer: Optional[optax.GradientTransformation] = None, learning_rate: float = 1e-3,
-                   mesh: Optional[Mesh] = None) -> PosteriorStep:
+                   mesh: Optional[Mesh] = None, extra_loss: Optional[Callable] = None) -> PosteriorStep:
     """Builds (without compiling yet) the functions `fit_reverse_kl` runs for one posterior family.
 
     The log posterior is log N(y_obs; F(x), noise_std^2 I) + log_prior(x),
@@ -155,6 +155,8 @@ def posterior_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: For
         parameters, which get zero updates and no optimizer state.
       learning_rate: Adam's rate of the default optimizer.
       mesh: device mesh (default all devices).
+      extra_loss: a term added to the training loss only (the objective stays
+        the reverse KL); see `jcnf.train.reverse_kl_step`.
 
     Returns:
       A `PosteriorStep`: pass it to `fit_reverse_kl(..., step=step)` for every
@@ -172,5 +174,5 @@ def posterior_step(model: Union[nn.Module, LatentCorrectedFlow], forward_op: For
         optimizer = _freezing(optimizer)
     return PosteriorStep(model=model, forward_op=forward_op, noise_std=noise_std, log_prior=log_prior,
                          num_samples=num_samples, mesh=mesh, optimizer=optimizer,
-                         train=reverse_kl_step(model, log_density, num_samples, mesh),
+                         train=reverse_kl_step(model, log_density, num_samples, mesh, extra_loss=extra_loss),
                          objective_fn=jax.jit(functools.partial(_mean_objective, model, log_density)))

@@ -234,7 +234,9 @@ def mle_eval_step(model: nn.Module, mesh: Optional[Mesh] = None, dequantizer: Op
 
 
 def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_samples: int,
-                    mesh: Optional[Mesh] = None, donate: bool = True) -> "ReverseKLStep":
+                    mesh: Optional[Mesh] = None, donate: bool = True,
+                    extra_loss: Optional[Callable[[dict, Array, Array], tuple[Array, Metrics]]] = None,
+                    ) -> "ReverseKLStep":
     """A jitted reverse-KL step `state, metrics = step(state, context, target=(), batch=None)`.
 
     Minimizes `E_z[log q(T(z) | y) - log_density_fn(T(z), *target)]`, which
@@ -254,6 +256,11 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_
       num_samples: N, samples per step; divisible by the mesh's device count.
       mesh: device mesh (default: all devices); the samples are split over it.
       donate: reuse the input state's buffers for the output.
+      extra_loss: optional `extra_loss(variables, rng, context) -> (term, metrics)`
+        with the flow's variables, the step's key and the broadcast context
+        [N, ...]: `term` (a scalar) is added to the loss and `metrics` (dict
+        of scalars) are logged with the step's, e.g. the forward-KL anchor of
+        `jcnf.inverse.mixed_kl_step`.
 
     Returns:
       `step(state, context, target=(), batch=None)`. `context` is the fixed
@@ -287,7 +294,12 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_
             raise ValueError(f"`log_density_fn` must return shape {tuple(log_q.shape)} (one value per sample); "
                              f"got {tuple(log_density.shape)}.")
         loss = jnp.mean(log_q - log_density)
-        return loss, {"log_q": jnp.mean(log_q), "log_density": jnp.mean(log_density)}
+        metrics = {"log_q": jnp.mean(log_q), "log_density": jnp.mean(log_density)}
+        if extra_loss is not None:
+            term, extra_metrics = extra_loss(variables, rng, sample_context)
+            loss = loss + term
+            metrics.update(extra_metrics)
+        return loss, metrics
 
     return ReverseKLStep(lambda state, batch: apply_loss(state, loss_fn, batch), mesh, num_samples, donate)
 
