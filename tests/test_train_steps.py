@@ -194,6 +194,8 @@ def test_eval_and_reverse_kl_steps_reject_bad_arguments():
         train.reverse_kl_step(MODEL, log_density, num_samples=0)
     with pytest.raises(ValueError, match="`num_samples`"):
         train.reverse_kl_step(MODEL, log_density, num_samples=8.0)
+    with pytest.raises(ValueError, match="`extra_loss` must be a function"):
+        train.reverse_kl_step(MODEL, log_density, num_samples=8, extra_loss=0.1)
     with pytest.raises(ValueError, match=r"`context` must have a leading axis of 1.*num_samples=8; got shape \(3, 2\)"):
         train.reverse_kl_step(MODEL, log_density, num_samples=8)(state, batch["context"][:3])
     # Raised while tracing the first step: one value per sample, not one per coordinate.

@@ -278,6 +278,9 @@ def reverse_kl_step(model: nn.Module, log_density_fn: Callable[..., Array], num_
         raise ValueError(f"`num_samples` ({num_samples}) must be a positive multiple of the number of devices on "
                          f"the mesh's 'data' axis ({data_axis_size(mesh)}).")
     check_int("num_samples", num_samples)
+    if extra_loss is not None and not callable(extra_loss):
+        raise ValueError("`extra_loss` must be a function (variables, rng, context) -> (scalar, metrics) or None; "
+                         f"got {type(extra_loss).__name__}.")
     split = batch_sharding(mesh)
 
     def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, Metrics]:
