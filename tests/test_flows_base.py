@@ -110,3 +110,14 @@ def test_trained_flows_name_a_context_of_the_wrong_width_and_a_negative_temperat
     glow_variables = glow.init(RNG, image, low_res)
     with pytest.raises(ValueError, match=r"`context` must have 3 features .* got shape \(2, 2, 2, 1\)"):
         glow.apply(glow_variables, image, jnp.ones((2, 2, 2, 1)))
+
+
+def test_check_finite_is_declared_by_the_base_class():
+    # A flow that does not declare `check_finite` itself still has the attribute the base class reads.
+    class Identity(jcnf.flows.ConditionalFlow):
+        def __call__(self, value, context):
+            return value
+
+    flow = Identity()
+    assert flow.check_finite is False
+    assert Identity(check_finite=True).check_finite is True

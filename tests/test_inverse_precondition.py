@@ -32,14 +32,15 @@ def test_training_the_copy_leaves_the_original_unchanged(flow_params):
     before = jax.tree.map(np.array, params)
     optimizer = jcnf.train.default_optimizer(1e-2)
     copy = {"flow": inverse.precondition(params)}
-    state = jcnf.train.TrainState(step=jnp.zeros((), jnp.int32), params=copy, opt_state=optimizer.init(copy),
-                                  rng=jax.random.PRNGKey(2), skipped=jnp.zeros((), jnp.int32),
-                                  skip_run=jnp.zeros((), jnp.int32), ema_params=None, tx=optimizer)
+    state = jcnf.train.TrainState(step=jnp.zeros((), jnp.int32), apply_fn=None, params=copy,
+                                  opt_state=optimizer.init(copy), rng=jax.random.PRNGKey(2),
+                                  skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
+                                  ema_params=None, tx=optimizer)
     # reverse_kl_step donates its input state: had the copy aliased `params`, their buffers
     # would now be deleted, and in-place updates would have changed them.
     step = jcnf.train.reverse_kl_step(model, inverse.rosenbrock_log_prob, 8)
     for _ in range(3):
-        state, _ = step(state, jnp.zeros((1, 2)))
+        state, _ = step(state, {"context": jnp.zeros((1, 2))})
     moved = [not np.array_equal(a, b)
              for a, b in zip(jax.tree.leaves(state.params["flow"]), jax.tree.leaves(before), strict=True)]
     assert any(moved)

@@ -1,4 +1,4 @@
-"""jcnf.train.steps: the non-finite guard, learning a conditional density, reverse KL, EMA, sampling.
+"""jcnf.train steps: the non-finite guard, learning a conditional density, reverse KL, EMA, sampling.
 
 Tiny RealNVPs (2 couplings, 16 hidden) on 2-D data keep each compile near a
 second on two CPU cores.
@@ -114,10 +114,10 @@ def test_reverse_kl_fits_a_gaussian_target():
              "context": np.repeat(context, 8, axis=0)}
     state = train.create_state(MODEL, optax.adam(2e-2), jax.random.PRNGKey(0), batch)
     step = train.reverse_kl_step(MODEL, log_density, num_samples=64)
-    state, metrics = step(state, context)
+    state, metrics = step(state, {"context": context})
     first = float(metrics["loss"])
     for _ in range(200):
-        state, metrics = step(state, context)
+        state, metrics = step(state, {"context": context})
     assert first > 1.0 and float(metrics["loss"]) < 0.1, (first, float(metrics["loss"]))
 
     # Fixed latents from the batch: the loss is log q - log p at exactly those latents.
@@ -126,10 +126,10 @@ def test_reverse_kl_fits_a_gaussian_target():
                                          method="inverse_and_log_det")
     log_q = jcnf.flows.standard_normal_log_prob(z, 1) - inverse_log_det
     expected = float(jnp.mean(log_q - log_density(value)))
-    _, metrics = step(state, context, batch={"z": z})
+    _, metrics = step(state, {"context": context, "z": z})
     np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="num_samples=64"):
-        step(state, context, batch={"z": z[:8]})
+        step(state, {"context": context, "z": z[:8]})
 
 
 def test_one_reverse_kl_step_serves_every_context_and_target_with_one_compilation():
@@ -149,7 +149,7 @@ def test_one_reverse_kl_step_serves_every_context_and_target_with_one_compilatio
     losses = []
     for context, mean in [([[0.5, 1.0]], [1.0, -1.0]), ([[-1.0, 0.0]], [3.0, 2.0])]:
         context, mean = np.asarray(context, np.float32), jnp.asarray(mean)
-        _, metrics = step(state, context, (mean,), {"z": z})
+        _, metrics = step(state, {"context": context, "target": (mean,), "z": z})
         value, log_q = train.push_latents(MODEL, state.variables(), z, jnp.repeat(context, 16, axis=0))
         expected = float(jnp.mean(log_q - log_density(value, mean)))
         np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
@@ -196,9 +196,57 @@ def test_eval_and_reverse_kl_steps_reject_bad_arguments():
         train.reverse_kl_step(MODEL, log_density, num_samples=8.0)
     with pytest.raises(ValueError, match="`extra_loss` must be a function"):
         train.reverse_kl_step(MODEL, log_density, num_samples=8, extra_loss=0.1)
-    with pytest.raises(ValueError, match=r"`context` must have a leading axis of 1.*num_samples=8; got shape \(3, 2\)"):
-        train.reverse_kl_step(MODEL, log_density, num_samples=8)(state, batch["context"][:3])
+    with pytest.raises(ValueError, match=r"`batch\['context'\]` must have a leading axis of 1.*num_samples=8; got "
+                                         r"shape \(3, 2\)"):
+        train.reverse_kl_step(MODEL, log_density, num_samples=8)(state, {"context": batch["context"][:3]})
     # Raised while tracing the first step: one value per sample, not one per coordinate.
     step = train.reverse_kl_step(MODEL, lambda value: -jnp.square(value), num_samples=8)
     with pytest.raises(ValueError, match=r"`log_density_fn` must return shape \(8,\).*got \(8, 2\)"):
-        step(state, context)
+        step(state, {"context": context})
+
+
+def test_a_finite_gradient_that_overflows_adam_is_skipped():
+    # A loss scaled by 1e30 has finite gradients (~1e30 < 3.4e38) whose squares overflow Adam's
+    # second moment to inf: unguarded, the update is 0 and the moment stays inf, silently
+    # freezing those parameters for good. The guard must see the new optimizer state.
+    batch = _batch(8)
+    state = train.create_state(MODEL, optax.adam(1e-2), jax.random.PRNGKey(0), batch)
+
+    def scaled_nll(params, rng, batch):
+        return -1e30 * jnp.mean(MODEL.apply({"params": params["flow"]}, batch["value"], batch["context"],
+                                            method="log_prob")), {}
+
+    step = train.make_train_step(scaled_nll, donate=False)
+    new, metrics = step(state, batch)
+    assert bool(jnp.isfinite(metrics["loss"]))
+    assert float(metrics["skipped"]) == 1.0 and int(new.skipped) == 1 and int(new.skip_run) == 1
+    _assert_trees_equal(new.params, _host(state.params))
+    _assert_trees_equal(new.opt_state, _host(state.opt_state))
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(new.opt_state))
+
+
+def test_run_takes_one_batch_per_step_or_one_batch_for_num_steps():
+    state = train.create_state(MODEL, optax.adam(1e-2), jax.random.PRNGKey(0), _batch(8))
+    step = train.reverse_kl_step(MODEL, lambda value: -jnp.sum(jnp.square(value), axis=-1), num_samples=8,
+                                 donate=False)
+    fixed = {"context": np.array([[0.5, -0.5]], np.float32)}
+    z = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
+    # n steps on fresh latents in one dispatch follow the n single steps (same keys, same updates);
+    # the tolerance allows float32 rounding of the scanned program's different fusion.
+    ran, metrics = step.run(state, fixed, num_steps=3)
+    single = state
+    for _ in range(3):
+        single, _ = step(single, fixed)
+    assert metrics["loss"].shape == (3,) and int(ran.step) == 3
+    for a, b in zip(jax.tree.leaves(ran.params), jax.tree.leaves(single.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # Latents in only some batches: refused, not dropped.
+    with pytest.raises(ValueError, match=r"same keys: `batches\[1\]` has \['context'\], `batches\[0\]` has "
+                                         r"\['context', 'z'\]"):
+        step.run(state, [{**fixed, "z": z}, fixed])
+    with pytest.raises(ValueError, match=r"`num_steps` \(2\) repeats one batch dict"):
+        step.run(state, [fixed, fixed], num_steps=2)
+    with pytest.raises(ValueError, match="`num_steps`"):
+        step.run(state, fixed, num_steps=0)
+    with pytest.raises(ValueError, match=r"other objects under the fixed keys \['context'\]"):
+        step.run(state, [fixed, {"context": fixed["context"].copy()}])

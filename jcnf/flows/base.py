@@ -9,6 +9,7 @@ and sampling at temperature T inverts z = T * eps.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
 import distrax
@@ -32,6 +33,8 @@ class ConditionalFlow(nn.Module):
       check_finite: report NaN/inf inputs (a `ValueError` eagerly; a
         `checkify` error under jit, when wrapped in `checkify.checkify`).
     """
+
+    check_finite: bool = dataclasses.field(default=False, kw_only=True)
 
     def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
         if not self.is_initializing():

@@ -47,14 +47,14 @@ from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs
 from jcnf.inverse.posterior_step import PosteriorStep, posterior_step
 from jcnf.inverse.precondition import precondition
-from jcnf.sharding import raw_key, shard_batch
+from jcnf.sharding import raw_key, shard_batch, state_sharding
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.loop import fit
 from jcnf.train.state import TrainState, state_from_params
 
 
 class _GlobalLatents:
-    """Batches {"z": [num_samples, *event]} of fixed latents as global arrays on the mesh, resumable.
+    """Batches {**fixed, "z": [num_samples, *event]} of fixed latents as global arrays on the mesh, resumable.
 
     Every process holds the same latents and the same shuffle (`ArrayBatches`
     with one seed), takes its own rows of each batch, and `shard_batch`
@@ -62,14 +62,14 @@ class _GlobalLatents:
     ones as on one process.
     """
 
-    def __init__(self, batches: ArrayBatches, mesh: Mesh):
-        self._batches, self._mesh = batches, mesh
+    def __init__(self, batches: ArrayBatches, mesh: Mesh, fixed: dict[str, Any]):
+        self._batches, self._mesh, self._fixed = batches, mesh, fixed
 
     def __iter__(self) -> "_GlobalLatents":
         return self
 
-    def __next__(self) -> dict[str, Array]:
-        return shard_batch(next(self._batches), self._mesh)
+    def __next__(self) -> dict[str, Any]:
+        return {**self._fixed, **shard_batch(next(self._batches), self._mesh)}
 
     def get_state(self) -> dict[str, int]:
         return self._batches.get_state()
@@ -201,14 +201,15 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     start_params = {"flow": precondition(params)}
     state = state_from_params(start_params, step.optimizer, raw_key(train_rng))
 
-    step_fn = step.train.bind(context, target)
-
+    # The observation is placed on the mesh once; every batch carries the same placed arrays.
+    fixed = jax.device_put(jax.tree.map(jnp.asarray, {"context": context, "target": target}),
+                           state_sharding(step.mesh))
     if num_latents is None:
-        batches = itertools.repeat({})
+        batches = itertools.repeat(fixed)
     else:
         latents = jax.random.normal(latent_rng, (num_latents * int(np.prod(event_shape)),))
         batches = _GlobalLatents(ArrayBatches({"z": np.asarray(latents).reshape((num_latents,) + event_shape)},
-                                              num_samples, seed=seed), step.mesh)
+                                              num_samples, seed=seed), step.mesh, fixed)
 
     eval_fn = None
     objective_rows = []
@@ -223,7 +224,7 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
         def eval_fn(state: TrainState) -> dict[str, float]:
             return {"objective": float(step.objective_fn(state.params["flow"], eval_z, context, *target))}
 
-    result = fit(model, batches, steps, state=state, step_fn=step_fn, mesh=step.mesh, eval_fn=eval_fn,
+    result = fit(model, batches, steps, state=state, step_fn=step.train, mesh=step.mesh, eval_fn=eval_fn,
                  eval_every=eval_every, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                  metrics_path=metrics_path, log_every=log_every, progress=progress,
                  steps_per_dispatch=steps_per_dispatch)

@@ -34,7 +34,7 @@ from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_noise_and_prior, observation_log_density
 from jcnf.sharding import make_mesh
 from jcnf.train.optimizer import default_optimizer
-from jcnf.train.steps import reverse_kl_step
+from jcnf.train.reverse_kl import reverse_kl_step
 
 ForwardOp = Union[LinearOperator, Callable[[Array], Array]]
 
@@ -51,8 +51,9 @@ class PosteriorStep:
       num_samples: latents per train step.
       mesh: the device mesh the train step shards over.
       optimizer: the optax transformation of the states that `train` updates.
-      train: `state, metrics = train(state, context, target, batch=None)`, a
-        `jcnf.train.reverse_kl_step` of the log posterior; `target` from `target(y_obs)`.
+      train: `state, metrics = train(state, {"context": context, "target": target})`
+        (and optionally "z"), a `jcnf.train.reverse_kl_step` of the log
+        posterior; `target` from `target(y_obs)`.
       objective_fn: jitted `(params, z [N, *event], context [1, ...], *target) -> scalar`.
     """
 

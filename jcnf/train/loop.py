@@ -32,9 +32,9 @@ from jcnf.data.arrays import ArrayBatches
 from jcnf.dequantize.base import Dequantizer
 from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
+from jcnf.train.mle import mle_step
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
-from jcnf.train.steps import mle_step
 from jcnf.train.writers import MetricsLog, TensorBoardLog
 
 

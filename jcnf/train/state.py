@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from flax.training import train_state
 from jax import Array
 from jax.sharding import Mesh
 
@@ -27,30 +28,29 @@ from jcnf.dequantize.base import Dequantizer, apply_dequantizer, init_dequantize
 from jcnf.sharding import batch_sharding, make_mesh, raw_key, shard_batch, state_sharding
 
 
-@struct.dataclass
-class TrainState:
+class TrainState(train_state.TrainState):
     """Everything a train step reads and writes; a pytree, replicated over the mesh.
+
+    Flax's `TrainState` (step, params, tx, opt_state and `apply_gradients`)
+    plus the training key, the non-finite guard's counters and an EMA.
+    `apply_fn` is None: the steps take the model as an argument.
 
     Attributes:
       step: number of steps taken (skipped ones included), int32 [].
       params: {"flow": flow params, "dequantizer": ... (module dequantizers only)}.
       opt_state: the optimizer's state for `params`.
       rng: raw `jax.random` key data, uint32 [2]; split once per step.
-      skipped: total steps whose loss or gradients were not finite, int32 [].
+      skipped: total steps whose loss, gradients, updates or optimizer state were not finite, int32 [].
       skip_run: current run of consecutive skipped steps, int32 [].
       ema_params: exponential moving average of `params`, or None.
       tx: the optax optimizer (static: part of the tree's structure, not its leaves).
       ema_decay: the EMA's decay, or None without EMA (static).
     """
 
-    step: Array
-    params: dict
-    opt_state: optax.OptState
     rng: Array
     skipped: Array
     skip_run: Array
     ema_params: Optional[dict]
-    tx: optax.GradientTransformation = struct.field(pytree_node=False)
     ema_decay: Optional[float] = struct.field(pytree_node=False, default=None)
 
     def params_for(self, use_ema: bool = False) -> dict:
@@ -148,8 +148,8 @@ def state_from_params(params: dict, optimizer: optax.GradientTransformation, rng
       rng: the training key (a raw `jax.random` key array).
       ema_decay: keep an EMA of the parameters, starting at `params`.
     """
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng,
-                      skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
+    return TrainState(step=jnp.zeros((), jnp.int32), apply_fn=None, params=params, opt_state=optimizer.init(params),
+                      rng=rng, skipped=jnp.zeros((), jnp.int32), skip_run=jnp.zeros((), jnp.int32),
                       ema_params=params if ema_decay is not None else None, tx=optimizer, ema_decay=ema_decay)
 
 
