@@ -12,6 +12,9 @@ Modes (each writes its result to --out):
   reverse_kl   one process of a two-process job running `fit_reverse_kl` on a
                fixed set of latents: .npz of the final params, JSON with the
                error for a number of samples the processes cannot split.
+  restore      one process of a two-process job restoring the newest readable
+               checkpoint of `{out}.ckpt` (each process its own directory):
+               JSON with the step, data position and warnings, .npz of the params.
 
 `run_two_processes` starts the two processes of a job on localhost.
 
@@ -160,6 +163,30 @@ def run_reverse_kl(out: str, port: int, process_id: int) -> None:
         json.dump({"odd_error": _error(lambda: inverse.fit_reverse_kl(num_samples=3, **problem))}, f)
 
 
+def run_restore(out: str, port: int, process_id: int) -> None:
+    import warnings
+
+    import optax
+
+    import jcnf
+    from jcnf import train
+
+    _join_two_processes(port, process_id)
+    # Each process feeds its half of the example batch; the template's values are all replaced.
+    half = {key: x[8 * process_id:8 * (process_id + 1)] for key, x in tiny_problem(16).items()}
+    template = train.create_state(jcnf.ConditionalRealNVP(**MODEL_KWARGS), optax.adam(1e-2), jax.random.PRNGKey(7),
+                                  half)
+    checkpointer = train.Checkpointer(f"{out}.ckpt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state, position = checkpointer.restore(template)
+    checkpointer.close()
+    np.savez(f"{out}.npz", **flat_params(state))
+    with open(out, "w") as f:
+        json.dump({"step": int(state.step), "position": position,
+                   "warnings": [str(w.message) for w in caught if issubclass(w.category, UserWarning)]}, f)
+
+
 def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> list[str]:
     """Runs `mode` as the two processes of a `jax.distributed` job on localhost; returns their outputs.
 
@@ -205,7 +232,7 @@ def run_train(out: str, checkpoint_dir: str, steps: int, sleep: float) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("devices8", "distributed", "train", "reverse_kl"))
+    parser.add_argument("mode", choices=("devices8", "distributed", "train", "reverse_kl", "restore"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--process-id", type=int, default=0)
@@ -219,6 +246,8 @@ def main(argv: list[str]) -> None:
         run_distributed(args.out, args.port, args.process_id, args.checkpoint_dir)
     elif args.mode == "reverse_kl":
         run_reverse_kl(args.out, args.port, args.process_id)
+    elif args.mode == "restore":
+        run_restore(args.out, args.port, args.process_id)
     else:
         run_train(args.out, args.checkpoint_dir, args.steps, args.sleep)
 

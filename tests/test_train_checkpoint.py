@@ -239,3 +239,55 @@ def test_a_checkpoint_in_the_unstacked_layout_names_the_converter(tmp_path):
     message = str(raised.value)
     assert "unstacked per-step layout" in message and "actnorms_0, couplings_0" in message, message
     assert "jcnf.flows.stack_legacy_params(model, params)" in message, message
+
+
+def test_an_error_that_is_not_unreadable_data_propagates(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    state = train.create_state(_model(), optax.sgd(1e-2), jax.random.PRNGKey(0), _first_batch())
+    checkpointer = train.Checkpointer(tmp_path)
+    for step in (1, 2):
+        checkpointer.save(step, state)
+    checkpointer.wait()
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.00GiB.")
+
+    # Falling back to step 1 would hide a fault of this machine behind a silently older state.
+    monkeypatch.setattr(ocp.StandardCheckpointHandler, "restore", out_of_memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+            checkpointer.restore(state)
+    checkpointer.close()
+
+
+def test_processes_restore_the_same_step_when_one_cannot_read_the_newest(tmp_path):
+    # Process 1 reads its own copy of the directory, whose newest checkpoint is garbage:
+    # both processes must restore step 1, not process 0 step 2 and process 1 step 1.
+    import shutil
+
+    model, batch = _model(), _first_batch(16)
+    state = train.create_state(model, optax.adam(1e-2), jax.random.PRNGKey(0), batch)
+    step = train.mle_step(model, donate=False)
+    checkpointer = train.Checkpointer(tmp_path / "p0.ckpt")
+    saved = {}
+    for number in (1, 2):
+        state, _ = step(state, batch)
+        checkpointer.save(number, state, {"consumed": number})
+        saved[number] = worker.flat_params(state)
+    checkpointer.close()
+    shutil.copytree(tmp_path / "p0.ckpt", tmp_path / "p1.ckpt")
+    _overwrite_with_garbage(tmp_path / "p1.ckpt" / "2")
+
+    outputs = worker.run_two_processes("restore", str(tmp_path / "p"))
+    records = []
+    for output in outputs:
+        with open(output) as f:
+            records.append(json.load(f))
+        got = dict(np.load(f"{output}.npz"))
+        for key, expected in saved[1].items():
+            np.testing.assert_array_equal(got[key], expected, err_msg=key)  # a restore is an exact read
+    assert [(r["step"], r["position"]) for r in records] == [(1, {"consumed": 1})] * 2, records
+    assert any("step 2" in m and "unreadable on process(es) [1]" in m for m in records[0]["warnings"]), records
+    assert any(re.search(r"step 2 \(.*\) cannot be read \(\w+Error: ", m) for m in records[1]["warnings"]), records

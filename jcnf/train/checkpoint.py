@@ -17,7 +17,9 @@ The directory may be local or remote (`gs://bucket/run`): paths go through
 
 A complete checkpoint can still be unreadable (a storage fault, files
 overwritten): `restore` then warns and falls back to the newest readable
-one. The unreadable checkpoint is never deleted; when the resumed run saves
+one; with several processes, the newest one that every process can read, so
+all resume from the same step. Other errors (out of memory, sharding) are
+not taken for unreadable data and propagate. The unreadable checkpoint is never deleted; when the resumed run saves
 that step again, the old directory is moved aside to `<step>.unreadable`.
 A checkpoint of another model or optimizer is refused with a `ValueError`
 listing what differs, before anything is restored.
@@ -30,12 +32,14 @@ and restored from the template state, which has the same shapes.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
@@ -114,6 +118,36 @@ def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) ->
     raise ValueError(" ".join(parts))
 
 
+# What a missing or corrupt checkpoint raises: orbax's missing files and items, undecodable JSON
+# metadata, and tensorstore's status errors for missing or damaged array files (ValueErrors whose
+# message starts with the status code). Everything else (out of memory, sharding errors) propagates.
+_UNREADABLE = (FileNotFoundError, NotADirectoryError, KeyError, json.JSONDecodeError, UnicodeDecodeError)
+_STORAGE_STATUS = ("NOT_FOUND:", "DATA_LOSS:", "OUT_OF_RANGE:", "FAILED_PRECONDITION:")
+
+
+def _unreadable_reason(err: Exception) -> str:
+    """`"ErrorType: message"` when `err` says the checkpoint's data cannot be read; otherwise re-raises it."""
+    if isinstance(err, _UNREADABLE) or (isinstance(err, ValueError) and str(err).startswith(_STORAGE_STATUS)):
+        return f"{type(err).__name__}: {err}"
+    raise err
+
+
+def _from_process_0(steps: list[int]) -> list[int]:
+    """Process 0's list of steps, on every process (each may list a shared directory at another moment)."""
+    count = int(multihost_utils.broadcast_one_to_all(np.int32(len(steps))))
+    padded = np.zeros((count,), np.int32)
+    padded[:min(count, len(steps))] = steps[:count]
+    return [int(step) for step in multihost_utils.broadcast_one_to_all(padded)]
+
+
+def _processes_failing(failed: bool) -> list[int]:
+    """The indices of the processes where `failed` is true (one all-gather when there are several)."""
+    if jax.process_count() == 1:
+        return [0] if failed else []
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(failed))).reshape(-1)
+    return [int(index) for index in np.flatnonzero(flags)]
+
+
 class Checkpointer:
     """Periodic, atomic checkpoints in one directory, keeping the last `keep`.
 
@@ -172,7 +206,14 @@ class Checkpointer:
 
         Without `step`, a checkpoint that cannot be read is reported with a
         warning (its step, path and the error) and the next older one is
-        tried; nothing is deleted.
+        tried; nothing is deleted. Only unreadable data falls back (missing
+        files, corrupt JSON or array files: see `_UNREADABLE`); any other
+        error (out of memory, a sharding error) propagates.
+
+        With several processes, process 0's list of checkpoints is the one
+        every process walks, and a checkpoint is taken only when every
+        process has read it: all processes restore the same step even when
+        one of them cannot read the newest.
 
         Args:
           template: a state of the same model and optimizer (e.g. a fresh
@@ -188,6 +229,8 @@ class Checkpointer:
           ValueError: the checkpoint holds another model's or optimizer's state.
         """
         candidates = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
+        if jax.process_count() > 1:
+            candidates = _from_process_0(candidates)
         if not candidates:
             raise FileNotFoundError(f"No complete checkpoint in {self.directory}.")
         template_tree = _to_tree(template)
@@ -195,36 +238,42 @@ class Checkpointer:
         failures = []
         for candidate in candidates:
             where = f"step {candidate} ({self.directory / str(candidate)})"
-            try:
-                stored = self._stored_tree(candidate)
-            except Exception as err:  # noqa: BLE001 - whatever fails to read makes the checkpoint unusable
-                failures.append(self._unreadable(where, err, fall_back=step is None))
+            restored, error = self._read(candidate, template_tree, abstract, where)
+            unreadable_on = _processes_failing(error is not None)
+            if unreadable_on:
+                reason = error if error is not None else f"unreadable on process(es) {unreadable_on}"
+                failures.append(self._unreadable(where, reason, fall_back=step is None))
                 continue
-            # Outside the try: another model's checkpoint is the caller's error, not a storage fault.
-            _check_compatible(stored, template_tree, where)
-            try:
-                restored = self._manager.restore(candidate, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
-            except Exception as err:  # noqa: BLE001
-                failures.append(self._unreadable(where, err, fall_back=step is None))
-                continue
+            state_tree, data = restored
             full = {name: getattr(template, name) for name in _FIELDS}
-            tree = jax.tree.map(lambda original, loaded: original if original.size == 0 else loaded,
-                                full, restored["state"])
-            return template.replace(**tree), dict(restored["data"] or {})
+            tree = jax.tree.map(lambda original, loaded: original if original.size == 0 else loaded, full, state_tree)
+            return template.replace(**tree), dict(data or {})
         raise FileNotFoundError(f"No checkpoint in {self.directory} can be read: " + "; ".join(failures) + ".")
 
-    def _stored_tree(self, step: int) -> Any:
-        """The orbax tree metadata of checkpoint `step`'s state (paths, shapes, dtypes)."""
-        metadata = self._manager.item_metadata(step)
-        stored = None if metadata is None else metadata["state"]
-        if stored is None:
-            raise OSError("its tree metadata is missing")
-        return stored
+    def _read(self, step: int, template_tree: dict, abstract: Any, where: str) -> tuple[Any, Optional[str]]:
+        """((state tree, data position), None), or (None, the reason) when this process cannot read `step`.
+
+        Reads through orbax's item handlers rather than the manager, whose
+        restore ends in a barrier: a process that fails to read must not
+        leave the others waiting there, so the processes agree afterwards.
+        """
+        path = self.directory / str(step)
+        try:
+            stored = ocp.StandardCheckpointHandler().metadata(path / "state")
+        except Exception as err:  # noqa: BLE001 - filtered by _unreadable_reason, which re-raises the rest
+            return None, _unreadable_reason(err)
+        # Outside the try: another model's checkpoint is the caller's error, not a storage fault.
+        _check_compatible(stored, template_tree, where)
+        try:
+            state_tree = ocp.StandardCheckpointHandler().restore(path / "state",
+                                                                 args=ocp.args.StandardRestore(abstract))
+            data = ocp.JsonCheckpointHandler().restore(path / "data", args=ocp.args.JsonRestore())
+        except Exception as err:  # noqa: BLE001 - as above
+            return None, _unreadable_reason(err)
+        return (state_tree, data), None
 
     @staticmethod
-    def _unreadable(where: str, err: Exception, fall_back: bool) -> str:
-        reason = f"{type(err).__name__}: {err}"
+    def _unreadable(where: str, reason: str, fall_back: bool) -> str:
         if len(reason) > 300:
             reason = reason[:300] + "..."
         message = f"checkpoint {where} cannot be read ({reason})"
