@@ -10,7 +10,8 @@ so an output directory may be `gs://bucket/run`.
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -29,6 +30,19 @@ def start(mode: str) -> None:
     joined = jcnf.train.initialize_distributed()
     if mode == "on" and not joined:
         jax.distributed.initialize()  # no job in the environment variables: let JAX detect the cluster
+
+
+def run_script(main: Callable[[], Any]) -> None:
+    """Runs an experiment's `main()` as a script; a preempted run prints how to resume and exits with status 0.
+
+    `jcnf.train.fit` raises `Preempted` after saving a checkpoint when the VM
+    gets SIGTERM; rerunning the same command resumes from it.
+    """
+    try:
+        main()
+    except jcnf.train.Preempted as err:
+        print(err, file=sys.stderr, flush=True)
+        sys.exit(0)
 
 
 def is_writer() -> bool:

@@ -278,4 +278,4 @@ def plot_samples(out: epath.Path, reference, samples: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _hosts.run_script(main)

@@ -277,4 +277,4 @@ def plot_images(out: epath.Path, truth: np.ndarray, back_projection: np.ndarray,
 
 
 if __name__ == "__main__":
-    main()
+    _hosts.run_script(main)

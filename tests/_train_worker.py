@@ -12,6 +12,9 @@ Modes (each writes its result to --out):
   reverse_kl   one process of a two-process job running `fit_reverse_kl` on a
                fixed set of latents: .npz of the final params, JSON with the
                error for a number of samples the processes cannot split.
+  preempt      one process of a two-process job whose `fit` the test stops by
+               SIGTERM to one process: JSON with the step it was preempted
+               at, .npz of the params after resuming and of an uninterrupted run.
   restore      one process of a two-process job restoring the newest readable
                checkpoint of `{out}.ckpt` (each process its own directory):
                JSON with the step, data position and warnings, .npz of the params.
@@ -30,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -187,10 +191,40 @@ def run_restore(out: str, port: int, process_id: int) -> None:
                    "warnings": [str(w.message) for w in caught if issubclass(w.category, UserWarning)]}, f)
 
 
-def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> list[str]:
+def run_preempt(out: str, port: int, process_id: int) -> None:
+    import optax
+
+    import jcnf
+    from jcnf import train
+
+    _join_two_processes(port, process_id)
+    model = jcnf.ConditionalRealNVP(**MODEL_KWARGS)
+    options = {"steps": 60, "batch_size": 16, "optimizer": optax.adam(1e-2), "progress": False, "log_every": 5,
+               "step_fn": train.mle_step(model), "checkpoint_every": 10}
+    checkpoint_dir = os.path.join(os.path.dirname(out), "preempt.ckpt")  # one directory for the job
+    # Slowed down (the hook runs after every step) so that the test's SIGTERM arrives mid-run.
+    slow = {"sample_fn": lambda state, step: time.sleep(0.1), "sample_every": 1}
+    record = {"preempted": None}
+    try:
+        train.fit(model, tiny_problem(64), checkpoint_dir=checkpoint_dir, **slow, **options)
+    except train.Preempted as err:
+        checkpointer = train.Checkpointer(checkpoint_dir)
+        record = {"preempted": err.step, "message": str(err), "latest": checkpointer.latest_step()}
+        checkpointer.close()
+    resumed = train.fit(model, tiny_problem(64), checkpoint_dir=checkpoint_dir, **options)
+    straight = train.fit(model, tiny_problem(64), **options)
+    np.savez(f"{out}.resumed.npz", **flat_params(resumed.state))
+    np.savez(f"{out}.straight.npz", **flat_params(straight.state))
+    with open(out, "w") as f:
+        json.dump(record, f)
+
+
+def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0,
+                      started: Callable[[list[subprocess.Popen]], None] | None = None) -> list[str]:
     """Runs `mode` as the two processes of a `jax.distributed` job on localhost; returns their outputs.
 
     Process i writes to `{out_prefix}{i}`; a process that fails fails the call with its log.
+    `started(processes)`, if given, runs once both processes have started (e.g. to signal one).
     """
     from tests._xla import free_port, subprocess_env  # only the test process calls this, not the worker script
 
@@ -199,6 +233,8 @@ def run_two_processes(mode: str, out_prefix: str, timeout: float = 150.0) -> lis
                                "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for i in range(2)]
     try:
+        if started is not None:
+            started(procs)
         logs = [proc.communicate(timeout=timeout)[0].decode() for proc in procs]
     finally:
         for proc in procs:
@@ -232,7 +268,7 @@ def run_train(out: str, checkpoint_dir: str, steps: int, sleep: float) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("devices8", "distributed", "train", "reverse_kl", "restore"))
+    parser.add_argument("mode", choices=("devices8", "distributed", "train", "reverse_kl", "restore", "preempt"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--process-id", type=int, default=0)
@@ -248,6 +284,8 @@ def main(argv: list[str]) -> None:
         run_reverse_kl(args.out, args.port, args.process_id)
     elif args.mode == "restore":
         run_restore(args.out, args.port, args.process_id)
+    elif args.mode == "preempt":
+        run_preempt(args.out, args.port, args.process_id)
     else:
         run_train(args.out, args.checkpoint_dir, args.steps, args.sleep)
 

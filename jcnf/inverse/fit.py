@@ -166,6 +166,11 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     Returns:
       A `ReverseKLResult` (params, loss_history, objective_history, state, history).
 
+    Raises:
+      jcnf.train.Preempted: a process received SIGTERM; as in `jcnf.train.fit`,
+        every process saved a checkpoint (with `checkpoint_dir`) at one step,
+        and the same call resumes from it.
+
     One compilation across observations: y_obs, context, params, seed and a
     `LinearOperator`'s arrays are inputs of the step's jitted functions, so
     calls passing the same `step` trace and compile the train step and the

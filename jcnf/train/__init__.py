@@ -19,12 +19,13 @@ from jcnf.train.guard import apply_loss
 from jcnf.train.loop import FitResult, MetricsLog, TooManySkippedSteps, fit
 from jcnf.train.mle import mle_eval_step, mle_step
 from jcnf.train.optimizer import default_optimizer
+from jcnf.train.preemption import Preempted
 from jcnf.train.reverse_kl import reverse_kl_step
 from jcnf.train.sample import sample_step
 from jcnf.train.state import TrainState, count_params, create_state
 from jcnf.train.step import TrainStep, make_train_step
 
-__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog",
+__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog", "Preempted",
            "TooManySkippedSteps", "TrainState", "TrainStep", "apply_loss", "batch_sharding", "count_params",
            "create_state", "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
            "mle_eval_step", "mle_step", "no_dequantization", "push_latents", "reverse_kl_step", "sample_step",

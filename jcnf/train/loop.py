@@ -34,6 +34,7 @@ from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.mle import mle_step
 from jcnf.train.optimizer import default_optimizer
+from jcnf.train.preemption import Preempted, PreemptionWatch
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.writers import MetricsLog, TensorBoardLog
 
@@ -148,6 +149,14 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     Returns:
       `FitResult(state, history)`; `history` holds the logged records
       (dicts with "step" and the window means of the metrics).
+
+    Raises:
+      Preempted: the process (or, in a multi-process job, any process)
+        received SIGTERM: every process stopped after the same dispatch, saved
+        a checkpoint there (with `checkpoint_dir`; the checkpoint's step is
+        `err.step`) and raised. Rerunning the same call resumes. Without
+        `checkpoint_dir` a single process keeps SIGTERM's default (it dies).
+      TooManySkippedSteps: see `max_consecutive_skips`.
     """
     check_int("steps", steps, 0)
     for name, period in [("log_every", log_every), ("checkpoint_every", checkpoint_every),
@@ -230,6 +239,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         return size
 
     step = start
+    saved_step = None
+    watch = PreemptionWatch(catch_signal=checkpointer is not None).start()
     try:
         while step < steps:
             size = chunk_size(step)
@@ -267,8 +278,14 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
                 sample_fn(state, step)
             if checkpointer is not None and (step % checkpoint_every == 0 or last):
                 checkpointer.save(step, state, data_position())
+                saved_step = step
             bar.update(size)
+            if not last and watch.stop_now():
+                if checkpointer is not None and saved_step != step:
+                    checkpointer.save(step, state, data_position())
+                raise Preempted(step, None if checkpointer is None else str(checkpointer.directory))
     finally:
+        watch.close()
         bar.close()
         for writer in writers:
             writer.close()
