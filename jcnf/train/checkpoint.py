@@ -58,9 +58,15 @@ def checkpoint_path(directory: str | os.PathLike) -> epath.Path:
     return path if path.is_absolute() else path.absolute()
 
 
-def _to_tree(state: TrainState) -> dict[str, Any]:
-    tree = {name: getattr(state, name) for name in _FIELDS}
+def _to_tree(state: TrainState, extra: Any = None) -> dict[str, Any]:
+    tree = _full_tree(state, extra)
     return jax.tree.map(lambda x: jnp.zeros((), x.dtype, device=x.sharding) if x.size == 0 else x, tree)
+
+
+def _full_tree(state: TrainState, extra: Any = None) -> dict[str, Any]:
+    """The saved fields of `state` as a dict, plus `extra` under "extra" when given."""
+    tree = {name: getattr(state, name) for name in _FIELDS}
+    return tree if extra is None else {**tree, "extra": extra}
 
 
 def _key_name(key: Any) -> str:
@@ -175,15 +181,18 @@ class Checkpointer:
         """Steps of all complete checkpoints, oldest first."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: TrainState, data_state: Optional[dict] = None) -> None:
+    def save(self, step: int, state: TrainState, data_state: Optional[dict] = None, extra: Any = None) -> None:
         """Saves `state` and the data position `data_state` (JSON-able) as checkpoint `step`.
+
+        `extra`, a pytree of arrays (e.g. the best parameters so far), is
+        saved beside the state; restore it with `restore(..., extra=template)`.
 
         A checkpoint already at `step` (one `restore` could not read, which the
         resumed run has now reached again) is moved aside, not deleted.
         """
         if step in self._manager.all_steps():
             self._set_aside(step)
-        args = ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state)),
+        args = ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state, extra)),
                                   data=ocp.args.JsonSave(data_state or {}))
         self._manager.save(step, args=args, force=True)
 
@@ -201,7 +210,7 @@ class Checkpointer:
         multihost_utils.sync_global_devices(f"jcnf checkpoint: step {step} set aside")
         self._manager.reload()
 
-    def restore(self, template: TrainState, step: Optional[int] = None) -> tuple[TrainState, dict]:
+    def restore(self, template: TrainState, step: Optional[int] = None, extra: Any = None) -> tuple[Any, ...]:
         """Restores checkpoint `step` (default: the newest readable one) onto the template's shapes and shardings.
 
         Without `step`, a checkpoint that cannot be read is reported with a
@@ -220,9 +229,11 @@ class Checkpointer:
             `create_state`); supplies the tree structure, the static fields,
             the shardings and the zero-size leaves.
           step: which checkpoint.
+          extra: a template of the `extra` tree saved with the state, if any.
 
         Returns:
-          The restored state and the saved data position.
+          The restored state and the saved data position, and with `extra`
+          the restored extra tree: `(state, position)` or `(state, position, extra)`.
 
         Raises:
           FileNotFoundError: no complete checkpoint, or none that can be read.
@@ -233,7 +244,7 @@ class Checkpointer:
             candidates = _from_process_0(candidates)
         if not candidates:
             raise FileNotFoundError(f"No complete checkpoint in {self.directory}.")
-        template_tree = _to_tree(template)
+        template_tree = _to_tree(template, extra)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template_tree)
         failures = []
         for candidate in candidates:
@@ -245,9 +256,12 @@ class Checkpointer:
                 failures.append(self._unreadable(where, reason, fall_back=step is None))
                 continue
             state_tree, data = restored
-            full = {name: getattr(template, name) for name in _FIELDS}
-            tree = jax.tree.map(lambda original, loaded: original if original.size == 0 else loaded, full, state_tree)
-            return template.replace(**tree), dict(data or {})
+            # Zero-size leaves were saved as placeholders: they come from the template.
+            tree = jax.tree.map(lambda original, loaded: original if original.size == 0 else loaded,
+                                _full_tree(template, extra), state_tree)
+            restored_extra = tree.pop("extra", None)
+            result = (template.replace(**tree), dict(data or {}))
+            return result if extra is None else (*result, restored_extra)
         raise FileNotFoundError(f"No checkpoint in {self.directory} can be read: " + "; ".join(failures) + ".")
 
     def _read(self, step: int, template_tree: dict, abstract: Any, where: str) -> tuple[Any, Optional[str]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -36,19 +36,44 @@ from jcnf.train.mle import mle_step
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.preemption import Preempted, PreemptionWatch
 from jcnf.train.state import TrainState, create_state
+from jcnf.train.validation import ValidationTracker, split_validation
 from jcnf.train.writers import MetricsLog, TensorBoardLog
 
 
-class FitResult(NamedTuple):
-    """What `fit` returns: the final state and the logged records (`state, history = fit(...)`)."""
+class FitResult(tuple):
+    """What `fit` returns: the final state and the logged records (`state, history = fit(...)`).
 
-    state: TrainState
-    history: list[dict[str, Any]]
+    Attributes:
+      state: the final `TrainState` (its params those of the last step).
+      history: the logged records.
+      best_params: with validation, the params of the lowest held-out loss
+        (None without validation).
+      best_step: the step of `best_params`, or None.
+      params: `best_params` with validation, else `state.params`: the params
+        to use, e.g. for `jcnf.inverse.precondition(result.params)`.
+    """
+
+    def __new__(cls, state: TrainState, history: list[dict[str, Any]], best_params: Optional[dict] = None,
+                best_step: Optional[int] = None) -> "FitResult":
+        """Builds the result; see the class docstring for the fields."""
+        result = super().__new__(cls, (state, history))
+        result.best_params, result.best_step = best_params, best_step
+        return result
+
+    @property
+    def state(self) -> TrainState:
+        """The final train state."""
+        return self[0]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The logged records."""
+        return self[1]
 
     @property
     def params(self) -> dict:
-        """The final `state.params`, for `jcnf.inverse.precondition(result.params)`."""
-        return self.state.params
+        """The best params with validation, else the final ones."""
+        return self.state.params if self.best_params is None else self.best_params
 
 
 class TooManySkippedSteps(RuntimeError):
@@ -93,7 +118,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         checkpoint_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 1000, keep: int = 3,
         metrics_path: Optional[str | os.PathLike] = None, tensorboard_dir: Optional[str | os.PathLike] = None,
         log_every: int = 100, max_consecutive_skips: int = 20, progress: bool = True,
-        steps_per_dispatch: int = 1) -> FitResult:
+        steps_per_dispatch: int = 1, validation: Optional[Mapping[str, Any]] = None,
+        validation_fraction: Optional[float] = None, patience: Optional[int] = None) -> FitResult:
     """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     The simplest call trains a flow by maximum likelihood on arrays:
@@ -145,6 +171,19 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         removes the per-step dispatch cost that dominates small models. The
         parameters are those of single steps; every step's metrics are kept.
         Log, eval, sample and checkpoint points stay at their exact steps.
+      validation: held-out pairs {"value": [M, ...], "context": [M, ...]}
+        (every process passes all of them): their mean NLL (the MLE loss,
+        with `dequantizer`) is evaluated every `eval_every` steps and at the
+        end, logged as "val_loss", and the params with the lowest one are
+        kept (`FitResult.best_params`, `best_step`; `FitResult.params` is
+        then the best params, `FitResult.state` the last state). They are
+        checkpointed with the state, so a resumed run continues exactly.
+      validation_fraction: instead of `validation`, hold out this share of
+        `data` (a dict of arrays), in (0, 1), chosen by a permutation seeded
+        with `seed`.
+      patience: with validation, stop early after this many evaluations (>= 1)
+        in a row without a lower validation loss (a checkpoint is saved at
+        the stopping step; rerunning returns at once).
 
     Returns:
       `FitResult(state, history)`; `history` holds the logged records
@@ -166,6 +205,14 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     mesh = make_mesh() if mesh is None else mesh
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(x, "shape") for x in data):
         data = {"value": data[0], "context": data[1]}
+    if validation_fraction is not None:
+        if validation is not None:
+            raise ValueError("Pass `validation` or `validation_fraction`, not both.")
+        if not isinstance(data, Mapping):
+            raise ValueError(f"`validation_fraction` needs `data` as a dict of arrays; got {type(data).__name__}.")
+        data, validation = split_validation(data, validation_fraction, seed)
+    if patience is not None and validation is None:
+        raise ValueError(f"`patience` ({patience}) needs `validation` or `validation_fraction`.")
     if isinstance(data, Mapping):
         if batch_size is None:
             raise ValueError("`batch_size` is required when `data` is a dict of arrays.")
@@ -192,10 +239,18 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
                          "`run(state, batches)` method (a `jcnf.train.TrainStep`, as `mle_step` and "
                          f"`make_train_step` return); got {type(step_fn).__name__}.")
 
+    tracker = None
+    if validation is not None:
+        chunk = batch_size if batch_size is not None else len(np.asarray(validation["value"]))
+        tracker = ValidationTracker(model, validation, chunk, mesh, dequantizer, patience, state.params)
     checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep)
     consumed = 0  # batches drawn from `batches`, for iterators without get_state
     if checkpointer is not None and checkpointer.latest_step() is not None:
-        state, data_state = checkpointer.restore(state)
+        if tracker is None:
+            state, data_state = checkpointer.restore(state)
+        else:
+            state, data_state, best_params = checkpointer.restore(state, extra=tracker.best_params)
+            tracker.set_position(data_state["validation"], best_params)
         if resumable and "iterator" in data_state:
             batches.set_state(data_state["iterator"])
         else:
@@ -205,8 +260,12 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     writers = [MetricsLog(metrics_path, resume_step=start), TensorBoardLog(tensorboard_dir, resume_step=start)]
     history: list[dict[str, Any]] = []
 
-    def data_position() -> dict:
-        return {"iterator": batches.get_state()} if resumable else {"consumed": consumed}
+    def save(step: int) -> None:
+        position = {"iterator": batches.get_state()} if resumable else {"consumed": consumed}
+        if tracker is None:
+            checkpointer.save(step, state, position)
+        else:
+            checkpointer.save(step, state, {**position, "validation": tracker.position()}, extra=tracker.best_params)
 
     def record(values: dict[str, Any]) -> None:
         history.append(values)
@@ -242,7 +301,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     saved_step = None
     watch = PreemptionWatch(catch_signal=checkpointer is not None).start()
     try:
-        while step < steps:
+        while step < steps and not (tracker is not None and tracker.should_stop):
             size = chunk_size(step)
             if size == 1:
                 state, metrics = step_fn(state, next_batch(step + 1))
@@ -274,15 +333,18 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
                         f"gradients (default_optimizer(clip_norm=...)).")
             if eval_fn is not None and (step % eval_every == 0 or last):
                 record({"step": step, **{f"eval_{key}": float(value) for key, value in eval_fn(state).items()}})
+            if tracker is not None and (step % eval_every == 0 or last):
+                record({"step": step, "val_loss": tracker.update(state, step), "best_step": tracker.best_step})
             if sample_fn is not None and (step % sample_every == 0 or last):
                 sample_fn(state, step)
-            if checkpointer is not None and (step % checkpoint_every == 0 or last):
-                checkpointer.save(step, state, data_position())
+            stopping = tracker is not None and tracker.should_stop
+            if checkpointer is not None and (step % checkpoint_every == 0 or last or stopping):
+                save(step)
                 saved_step = step
             bar.update(size)
-            if not last and watch.stop_now():
+            if not (last or stopping) and watch.stop_now():
                 if checkpointer is not None and saved_step != step:
-                    checkpointer.save(step, state, data_position())
+                    save(step)
                 raise Preempted(step, None if checkpointer is None else str(checkpointer.directory))
     finally:
         watch.close()
@@ -291,4 +353,6 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             writer.close()
         if checkpointer is not None:
             checkpointer.close()
-    return FitResult(state, history)
+    if tracker is None:
+        return FitResult(state, history)
+    return FitResult(state, history, tracker.best_params, tracker.best_step)
