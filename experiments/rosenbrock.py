@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
                          batch_size=config.train.batch, optimizer=optax.adam(schedule), seed=config.seed, log_every=100,
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
                          checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
-    amortized = low.params["flow"]
+    amortized = low.params
     low_seconds = time.time() - start
 
     # High fidelity: one observation through the paper's A.

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                          log_every=max(1, min(50, config.train.steps)),
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
                          checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
-    amortized = low.params["flow"]
+    amortized = low.params
     low_seconds = time.time() - start
 
     # High fidelity: one section of the shifted family, noisier data, the same operator.

@@ -46,7 +46,7 @@ def problem():
     y = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
     low = jcnf.train.fit(model, {"value": x, "context": y}, steps=300, batch_size=64, progress=False,
                          optimizer=jcnf.train.default_optimizer(3e-3))
-    return model, operator, np.asarray(mean), np.asarray(cov), low.params["flow"]
+    return model, operator, np.asarray(mean), np.asarray(cov), low.params
 
 
 def fit(model, operator, params, steps, **kwargs):

@@ -27,7 +27,7 @@ def test_fit_on_arrays_logs_evaluates_and_samples(tmp_path):
                        eval_fn=lambda state: evaluate(state, data), eval_every=6, sample_fn=sample_fn,
                        sample_every=10, metrics_path=tmp_path / "metrics.jsonl", progress=False)
     state, history = result
-    assert int(state.step) == 12 and result.params is state.params
+    assert int(state.step) == 12 and result.params is state.params["flow"]
     train_steps = [r["step"] for r in history if "loss" in r]
     eval_steps = [r["step"] for r in history if "eval_loss" in r]
     assert train_steps == [5, 10, 12] and eval_steps == [6, 12]

@@ -25,6 +25,18 @@ from jcnf.flows.layers import ShapeMarker
 from jcnf.flows.legacy import legacy_keys
 
 
+def params_wrapper_error(params: Any) -> Optional[str]:
+    """What is wrong when `params` is a wrapper around the model's parameters, or None."""
+    if not isinstance(params, Mapping) or "shape_marker" in params:
+        return None
+    if "flow" in params and set(params) <= {"flow", "dequantizer"}:
+        return ("`params` is a train state's dict of parameter trees {'flow': ...}; pass its 'flow' entry, "
+                "`state.params['flow']` (a `fit` result's `.params` is already the flow's).")
+    if set(params) == {"params"}:
+        return "`params` is a variables dict {'params': ...}; pass `variables['params']`."
+    return None
+
+
 class ConditionalFlow(nn.Module):
     """Base class: subclasses define `_forward`, `_inverse` and `_check_inputs`.
 
@@ -35,6 +47,9 @@ class ConditionalFlow(nn.Module):
 
     def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
         if not self.is_initializing():
+            message = params_wrapper_error(self.variables.get("params", {}))
+            if message:
+                raise ValueError(message)
             old = legacy_keys(self.variables.get("params", {}))
             if old:
                 raise ValueError(f"`params` has the unstacked per-step layout of earlier jcnf versions (keys "

@@ -18,6 +18,7 @@ from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowStep
+from jcnf.flows.registry import register
 from jcnf.flows.stack import StepStack
 from jcnf.nets.rrdb import make_encoder
 
@@ -30,6 +31,7 @@ def _unstandardize(eps: Array, mean: Array, log_scale: Array) -> tuple[Array, Ar
     return mean + jnp.exp(log_scale) * eps, jnp.sum(log_scale, axis=(1, 2, 3))
 
 
+@register
 class ConditionalGlow(ConditionalFlow):
     """p(value | context) for images, value [B, H, W, C] float (NHWC).
 

@@ -11,9 +11,11 @@ from jcnf import _checks
 from jcnf.distributions.gaussian import ConditionalDiagGaussian
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import CouplingPair, CouplingStep
+from jcnf.flows.registry import register
 from jcnf.flows.stack import StepStack
 
 
+@register
 class ConditionalRealNVP(ConditionalFlow):
     """p(value | context) for vectors: value [B, D] (D >= 2), context [B, F].
 

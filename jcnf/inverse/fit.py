@@ -1,7 +1,7 @@
 """`fit_reverse_kl`: variational inference for one observation, on the training engine.
 
     lo = jcnf.train.fit(model, {"value": x, "context": y}, steps=2000, batch_size=64)
-    hi_init = jcnf.inverse.precondition(lo.params["flow"])
+    hi_init = jcnf.inverse.precondition(lo.params)
     hi = jcnf.inverse.fit_reverse_kl(model, hi_init, y_obs, forward_op, noise_std, log_prior, steps=80)
     samples = model.apply({"params": hi.params}, rng, jnp.repeat(y_obs[None], 1000, 0), method="sample")
 

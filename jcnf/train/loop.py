@@ -46,8 +46,12 @@ class FitResult(NamedTuple):
 
     @property
     def params(self) -> dict:
-        """The final `state.params`, for `jcnf.inverse.precondition(result.params)`."""
-        return self.state.params
+        """The flow's final parameters, `state.params["flow"]`.
+
+        What `model.apply({"params": ...})`, `jcnf.inverse.precondition` and
+        `jcnf.save_model` take; a learned dequantizer's are in `state.params`.
+        """
+        return self.state.params["flow"]
 
 
 class TooManySkippedSteps(RuntimeError):
