@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from conftest import perturb
+import numpy as np
 
 import jcnf
 from jcnf.baselines import DiscretizedLogisticBaseline, FactorizedBernoulli
@@ -39,10 +39,23 @@ def _key(seed: int) -> jax.Array:
     return jax.random.PRNGKey(seed)
 
 
+def random_params(model: Any, value_shape: tuple[int, ...], context_shape: tuple[int, ...], scale: float,
+                  seed: int = 0) -> Any:
+    """Parameters of `model` for these shapes, every entry N(0, scale^2).
+
+    Only the shapes come from `model.init` (traced, not compiled): drawing the
+    entries on the host costs no compilation, which a jitted init would.
+    Random couplings, priors and heads are far from the identity, as trained ones are.
+    """
+    value = jax.ShapeDtypeStruct((1,) + tuple(value_shape), jnp.float32)
+    context = jax.ShapeDtypeStruct((1,) + tuple(context_shape), jnp.float32)
+    shapes = jax.eval_shape(model.init, _key(0), value, context)["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda leaf: jnp.asarray(scale * rng.standard_normal(leaf.shape), leaf.dtype), shapes)
+
+
 def _tiny(model: Any, value: jax.Array, context: jax.Array, scale: float) -> TinyModel:
-    params = jax.jit(model.init)(_key(0), value, context)["params"]
-    # Perturbed, so that zero-initialised couplings, priors and heads are not the identity.
-    return TinyModel(model, perturb(params, _key(5), scale), value, context)
+    return TinyModel(model, random_params(model, value.shape[1:], context.shape[1:], scale), value, context)
 
 
 @functools.cache
