@@ -64,14 +64,14 @@ def tiny_models() -> dict[str, TinyModel]:
     vector, vector_context = jax.random.normal(_key(1), (2, 2)), jax.random.normal(_key(2), (2, 3))
     image = jax.random.uniform(_key(3), (2, 4, 4, 1))
     low_res = image.reshape(2, 2, 2, 2, 2, 1).mean((2, 4))
-    realnvp = _tiny(jcnf.ConditionalRealNVP(layers=2, hidden=4), vector, vector_context, 0.1)
+    realnvp = _tiny(jcnf.ConditionalRealNVP(blocks=2, hidden=4), vector, vector_context, 0.1)
     corrected_model, corrected = latent_correction(realnvp.model, realnvp.params)
     corrected = {**corrected, "shift": jnp.array([0.3, -0.2]), "log_scale": jnp.array([0.1, -0.3])}
     return {
         "ConditionalRealNVP": realnvp,
-        "ConditionalGlow": _tiny(jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4,
+        "ConditionalGlow": _tiny(jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4,
                                                       encoder_blocks=1), image, image + 0.1, 0.05),
-        "SuperResolutionGlow": _tiny(jcnf.SuperResolutionGlow(levels=1, steps=1, hidden=4, context_features=4,
+        "SuperResolutionGlow": _tiny(jcnf.SuperResolutionGlow(levels=1, blocks=1, hidden=4, context_features=4,
                                                               encoder_blocks=1), image, low_res, 0.2),
         "LatentCorrectedFlow": TinyModel(corrected_model, corrected, vector, vector_context),
         "DiscretizedLogisticBaseline": _tiny(DiscretizedLogisticBaseline(

@@ -38,7 +38,7 @@ def _image_size(path):
 
 
 def test_demo_samples_the_flow_at_each_radius(tmp_path):
-    run = _save_run(tmp_path / "run", jcnf.ConditionalRealNVP(layers=2, hidden=4), (2,), (1,))
+    run = _save_run(tmp_path / "run", jcnf.ConditionalRealNVP(blocks=2, hidden=4), (2,), (1,))
     np.save(tmp_path / "radii.npy", np.array([1.0, 2.0, 3.0]))
     result = demo.main(["apply", "--run", str(run), "--input", str(tmp_path / "radii.npy"), "--output",
                         str(tmp_path / "out"), "--samples", "5"])
@@ -49,7 +49,7 @@ def test_demo_samples_the_flow_at_each_radius(tmp_path):
 
 def test_rosenbrock_posterior_and_its_refinement(tmp_path):
     config = rosenbrock_configs.get_config("smoke")
-    run = _save_run(tmp_path / "run", jcnf.ConditionalRealNVP(layers=2, hidden=4), (2,), (2,), config)
+    run = _save_run(tmp_path / "run", jcnf.ConditionalRealNVP(blocks=2, hidden=4), (2,), (2,), config)
     np.save(tmp_path / "y.npy", np.array([2.0, 3.5], np.float32))
     out = tmp_path / "out"
     result = rosenbrock.main(["apply", "--run", str(run), "--input", str(tmp_path / "y.npy"), "--output", str(out),
@@ -69,7 +69,7 @@ def test_rosenbrock_posterior_and_its_refinement(tmp_path):
 def test_seismic_posterior_of_a_new_observation(tmp_path):
     config = seismic_configs.get_config("smoke")
     size = config.data.size
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     run = _save_run(tmp_path / "run", model, (size, size, 1), (size, size, 1), config)
     operator = seismic.seismic_operator(config)
     np.save(tmp_path / "y.npy", np.asarray(jax.random.normal(jax.random.PRNGKey(3), operator.output_shape)))
@@ -86,7 +86,7 @@ def test_seismic_posterior_of_a_new_observation(tmp_path):
 
 
 def test_superres_tiles_a_photograph_into_images_factor_times_larger(tmp_path):
-    model = jcnf.SuperResolutionGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    model = jcnf.SuperResolutionGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     run = _save_run(tmp_path / "run", model, (8, 8, 3), (4, 4, 3))
     photo = _png(tmp_path / "photo.png", np.random.default_rng(0).integers(0, 256, (10, 13, 3)))
     out = tmp_path / "out"
@@ -110,7 +110,7 @@ def test_superres_tiles_a_photograph_into_images_factor_times_larger(tmp_path):
 
 
 def test_vessels_segments_a_fundus_photograph(tmp_path):
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1,
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1,
                                  full_resolution_context=True)
     run = _save_run(tmp_path / "run", model, (8, 8, 1), (8, 8, 2))
     rows, columns = np.mgrid[:24, :30]

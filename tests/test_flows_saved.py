@@ -165,7 +165,7 @@ def test_parameters_that_do_not_match_the_fields_are_listed(tmp_path):
     with pytest.raises(ValueError, match=r"do not match the recorded model.*Shapes differ.*\(1, 4, 4\) in the saved "
                                          r"parameters vs \(1, 4, 6\)"):
         jcnf.load_model(path)
-    _edit_record(path, fields={"hidden": 4, "layers": 3})
+    _edit_record(path, fields={"hidden": 4, "blocks": 3})
     with pytest.raises(ValueError, match=r"do not match the recorded model.*Missing from the saved parameters "
                                          r"\(\d+\): last/"):
         jcnf.load_model(path)

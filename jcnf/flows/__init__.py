@@ -1,10 +1,8 @@
 """Ready-made conditional flows."""
 
-from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.flows.base import ConditionalFlow, trained_event_shape, with_event_shape
 from jcnf.flows.distribution import ValueToLatent, flow_distribution
 from jcnf.flows.glow import ConditionalGlow
-from jcnf.flows.legacy import stack_legacy_params
 from jcnf.flows.push import push_latents
 from jcnf.flows.realnvp import ConditionalRealNVP
 from jcnf.flows.registry import register
@@ -14,5 +12,4 @@ from jcnf.flows.trained import Standardization, TrainedModel
 
 __all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalRealNVP", "Standardization", "SuperResolutionGlow",
            "TrainedModel", "ValueToLatent", "flow_distribution", "load_model", "push_latents", "register",
-           "save_model", "stack_legacy_params", "standard_normal_log_prob", "trained_event_shape",
-           "with_event_shape"]
+           "save_model", "trained_event_shape", "with_event_shape"]

@@ -41,8 +41,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jcnf._checks import check_int
-from jcnf._trees import listed, shape_differences
-from jcnf.flows.legacy import legacy_keys
+from jcnf._trees import shape_differences
 from jcnf.train.state import TrainState
 
 _FIELDS = ("step", "params", "opt_state", "rng", "skipped", "skip_run", "ema_params")
@@ -75,12 +74,6 @@ def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) ->
         return
     parts = [f"The checkpoint {where} does not match this model and optimizer (its state differs from the "
              f"template's).", *differences]
-    params = stored.get("params", {}) if hasattr(stored, "get") else {}
-    old = legacy_keys(params.get("flow", params)) if hasattr(params, "get") else []
-    if old:
-        parts.append(f"Its params use the earlier unstacked per-step layout ({listed(old)}): restore them with "
-                     f"orbax, convert them with `jcnf.flows.stack_legacy_params(model, params)` and start from "
-                     f"the converted params.")
     raise ValueError(" ".join(parts))
 
 
