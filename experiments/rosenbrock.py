@@ -19,7 +19,8 @@ each of several budgets, and the speed-up at matched exact KL is reported
 
 Saved models: OUT/model/ is the amortized flow q(x | y) (context: an observation y, shape [2]);
 OUT/refined_model/ is its preconditioned refinement for the run's y_obs (the same context). `apply`
-samples the amortized flow at a new observation (a .npy of shape [2]): samples.npy, mean.npy, std.npy;
+samples the amortized flow at a new observation (a .npy of shape [2], e.g. the run's OUT/y_obs.npy):
+samples.npy, mean.npy, std.npy;
 with `--refine STEPS` it also refines a copy for that observation (refined_*.npy, refined_model/).
 
 Settings: experiments/configs/rosenbrock.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
@@ -233,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     if sweep:
         plot_budgets(out, sweep, "KL(q || exact posterior), nats")
     _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        _apply.write_npy(out / "y_obs.npy", y_obs)  # the run's observation, an example input of `apply`
     if _hosts.is_writer():
         print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "claims", "seconds")}, indent=2))
         if sweep:

@@ -22,9 +22,10 @@ pixels whose truth lies within 1, 2, 3 std of the posterior mean) is reported.
 
 Saved models: OUT/model/ is the amortized flow q(x | F^T y) (context: the back-projection F^T y);
 OUT/refined_model/ is its preconditioned refinement for the run's observation. `apply` takes a new
-observation y (a .npy in the operator's output space; the operator is the run's, rebuilt from its
-config) and writes the amortized posterior's samples.npy, mean.npy, std.npy and mean.png / std.png;
-with `--refine STEPS` also a refined copy's (refined_*, refined_model/), with the amortized flow as prior.
+observation y (a .npy in the operator's output space, like the run's OUT/y_obs.npy; the operator is
+the run's, rebuilt from its config) and writes the amortized posterior's samples.npy, mean.npy,
+std.npy and mean.png / std.png; with `--refine STEPS` also a refined copy's (refined_*,
+refined_model/), with the amortized flow as prior.
 
 Settings: experiments/configs/seismic.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
@@ -44,18 +45,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments import _hosts  # noqa: E402
-from experiments._apply import (  # noqa: E402
-    Refinement,
-    add_posterior_options,
-    parse_apply,
-    posterior_apply,
-    read_array,
-    run_config,
-    split_apply,
-    std_image,
-    write_png,
-)
+from experiments import _apply, _hosts  # noqa: E402
 from experiments._budgets import budget_sweep, check_sweep, plot_budgets  # noqa: E402
 from experiments._config import parse_command_line  # noqa: E402
 from experiments._figures import save  # noqa: E402
@@ -84,31 +74,32 @@ def seismic_operator(config) -> inverse.LinearOperator:
 
 def apply(argv: list[str]) -> dict:
     """The posterior of the section behind the observation of `--input`, optionally refined."""
-    command = parse_apply(argv, "seismic", __doc__, lambda parser: add_posterior_options(parser, 64))
-    config = run_config(command, "seismic")
+    command = _apply.parse_apply(argv, "seismic", __doc__, lambda parser: _apply.add_posterior_options(parser, 64))
+    config = _apply.run_config(command, "seismic")
     operator = seismic_operator(config)
     if (config.data.size, config.data.size, 1) != command.trained.value_shape:
         raise ValueError(f"The config's sections ({config.data.size}x{config.data.size}) are not the model's "
                          f"{command.trained.value_shape}: pass the run directory the model came from (`--run`).")
-    y_obs = jnp.asarray(read_array(command.input, operator.output_shape, "an observation y (the operator's output)"))
+    y_obs = jnp.asarray(_apply.read_array(command.input, operator.output_shape,
+                                          "an observation y (the operator's output)"))
     context = operator.adjoint(y_obs[None])
     trained = command.trained
 
-    def refinement() -> Refinement:
+    def refinement() -> _apply.Refinement:
         log_prior = inverse.flow_log_prior(trained.model, trained.params, context)
-        return Refinement(operator, config.data.noise_high, log_prior, num_samples=config.vi.samples,
+        return _apply.Refinement(operator, config.data.noise_high, log_prior, num_samples=config.vi.samples,
                           learning_rate=config.vi.lr)
 
     def draw(prefix: str, mean: np.ndarray, std: np.ndarray) -> list:
         # Whitened sections: +-2.5 spans the grey scale, as in posterior.png.
-        return [write_png(command.output / f"{prefix}mean.png", (np.clip(mean, -2.5, 2.5) + 2.5) / 5.0),
-                write_png(command.output / f"{prefix}std.png", std_image(std))]
+        return [_apply.write_png(command.output / f"{prefix}mean.png", (np.clip(mean, -2.5, 2.5) + 2.5) / 5.0),
+                _apply.write_png(command.output / f"{prefix}std.png", _apply.std_image(std))]
 
-    return posterior_apply(command, y_obs, context, refinement, draw)
+    return _apply.posterior_apply(command, y_obs, context, refinement, draw)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    apply_argv = split_apply(argv)
+    apply_argv = _apply.split_apply(argv)
     if apply_argv is not None:
         return apply(apply_argv)
     command = parse_command_line(argv, "seismic", __doc__)
@@ -249,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
         plot_budgets(out, sweep, "reverse-KL objective (KL + const)",
                      log_y=min(r["objective"] for r in sweep["runs"]) > 0)
     _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        _apply.write_npy(out / "y_obs.npy", y_obs)  # the run's observation, an example input of `apply`
     if _hosts.is_writer():
         print(json.dumps({k: results[k] for k in ("posterior", "speedup", "seconds", "claims")}, indent=2))
         if sweep:
