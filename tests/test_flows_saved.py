@@ -14,7 +14,8 @@ import jcnf
 from jcnf.flows import registry, saved
 from tests._xla import subprocess_env
 
-NUM_SAMPLES, TEMPERATURE = 3, 0.7
+# 8 samples of 2 contexts, split by sample over the child's 8 devices.
+NUM_SAMPLES, TEMPERATURE, DEVICES = 8, 0.7, 8
 
 _CHILD = """
 import sys
@@ -30,6 +31,8 @@ for name in sys.argv[2:]:
     samples, log_prob = trained.sample_and_log_prob(jax.random.PRNGKey(7), inputs[name + "/context"],
                                                     int(inputs["num_samples"]), float(inputs[name + "/temperature"]))
     out[name + "/samples"], out[name + "/log_prob"] = np.asarray(samples), np.asarray(log_prob)
+    # Distinct pieces of the samples across the devices: 1 when replicated or on one device.
+    out[name + "/pieces"] = np.array(len({str(shard.index) for shard in samples.addressable_shards}))
 out["modules"] = np.array(sorted(sys.modules))
 np.savez(root + "/outputs.npz", **out)
 """
@@ -41,7 +44,7 @@ def _save(tmp_path, name, **options):
                            context_shape=tiny.context_shape, **options)
 
 
-def test_every_registered_class_round_trips_in_a_fresh_process(tmp_path):
+def test_every_registered_class_round_trips_in_a_fresh_process_and_samples_over_its_devices(tmp_path):
     models = tiny_models()
     assert sorted(models) == registry.registered()  # a newly registered class needs an entry in _saved_models
     inputs, expected = {"num_samples": np.array(NUM_SAMPLES)}, {}
@@ -57,15 +60,17 @@ def test_every_registered_class_round_trips_in_a_fresh_process(tmp_path):
                                                         temperature)
         expected[name + "/samples"], expected[name + "/log_prob"] = np.asarray(samples), np.asarray(log_prob)
     np.savez(tmp_path / "inputs.npz", **inputs)
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), *models], env=subprocess_env(),
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), *models], env=subprocess_env(DEVICES),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outputs = np.load(tmp_path / "outputs.npz")
     for name in models:
-        # The same program on the same inputs: equal up to float32 rounding of a recompilation (1e-6).
+        # The same program on the same inputs, here on one device and there split over 8 (JAX's random bits do
+        # not depend on the split): equal up to float32 rounding of a recompilation (1e-6).
         np.testing.assert_allclose(outputs[name + "/log_prob"], expected[name + "/log_prob"], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(outputs[name + "/samples"], expected[name + "/samples"], rtol=1e-6, atol=1e-6)
         assert outputs[name + "/samples"].shape == (NUM_SAMPLES,) + models[name].value.shape
+        assert int(outputs[name + "/pieces"]) == DEVICES, name
         assert json.loads((tmp_path / name / "model.json").read_text())["metadata"] == {"note": name}
     # Loading imported no experiment or benchmark code.
     assert not any(module.startswith(("experiments", "benchmarks")) for module in outputs["modules"])

@@ -95,8 +95,12 @@ def test_an_image_flow_samples_at_the_size_its_context_asks_for():
     samples = trained.sample(jax.random.PRNGKey(1), context, num_samples=2, temperature=0.5)
     assert samples.shape == (2, 1, 8, 12, 1) and np.all(np.isfinite(samples))
     assert trained.log_prob(samples[0], context).shape == (1,)
-    with pytest.raises(ValueError, match=r"divisible by 2\^levels = 2"):
+    with pytest.raises(ValueError, match=r"`value` must have shape \[batch, 4, 4, 1\].*divisible by 2\^levels = 2"):
         trained.log_prob(jnp.zeros((1, 6, 5, 1)), jnp.zeros((1, 3, 3, 1)))
+    glow = tiny_models()["ConditionalGlow"]
+    same_size = jcnf.TrainedModel(glow.model, glow.params, context_shape=glow.context_shape)
+    with pytest.raises(ValueError, match=r"`context` of shape \(1, 3, 3, 1\).*asks for values of shape \(3, 3, 1\)"):
+        same_size.sample(jax.random.PRNGKey(1), jnp.zeros((1, 3, 3, 1)))
 
 
 def test_bad_inputs_are_named():

@@ -124,10 +124,11 @@ def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = Non
     if trained.context_shape is None:
         raise ValueError(f"`context_shape` (one context's shape, e.g. (height, width, channels)) is required for "
                          f"{type(trained.model).__name__}: its parameters do not fix it.")
+    standardizing = {} if trained.standardization is None else trained.standardization.arrays()
     record = {"format_version": FORMAT_VERSION, "jcnf_version": _jcnf_version(),
               "class": type(trained.model).__name__, "fields": model_fields(trained.model),
               "value_shape": list(trained.value_shape), "context_shape": list(trained.context_shape),
-              "standardization": sorted(trained.standardization.arrays()), "bounds": trained.bounds is not None,
+              "standardization": sorted(standardizing), "bounds": trained.bounds is not None,
               "metadata": trained.metadata}
     try:
         text = json.dumps(record, indent=2, allow_nan=False)
@@ -137,8 +138,8 @@ def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = Non
         lambda where, x: _host_array(x, "params" + jax.tree_util.keystr(where)), trained.params)}
     # Orbax refuses zero-size arrays: their shapes are rebuilt from the model on loading.
     arrays["params"] = jax.tree.map(lambda x: np.zeros((), x.dtype) if x.size == 0 else x, arrays["params"])
-    if trained.standardization.arrays():
-        arrays["standardization"] = trained.standardization.arrays()
+    if standardizing:
+        arrays["standardization"] = standardizing
     if trained.bounds is not None:
         arrays["bounds"] = {"lower": trained.bounds[0], "upper": trained.bounds[1]}
 
@@ -229,9 +230,13 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         restored = checkpointer.restore(path / _ARRAYS, abstract)
     finally:
         checkpointer.close()
-    params = jax.tree.map(lambda want, got: jnp.zeros(want.shape, want.dtype) if 0 in want.shape else got,
+    # Host copies, placed on the default device at first use and not committed to one (a sharded sample
+    # replicates them over its mesh).
+    restored = jax.device_get(restored)
+    params = jax.tree.map(lambda want, got: jnp.zeros(want.shape, want.dtype) if 0 in want.shape else jnp.asarray(got),
                           expected, restored["params"])
-    standardization = Standardization(**{name: np.asarray(restored["standardization"][name]) for name in names})
+    standardization = (Standardization(**{name: np.asarray(restored["standardization"][name]) for name in names})
+                       if names else None)
     bounds = None
     if record.get("bounds"):
         bounds = (np.asarray(restored["bounds"]["lower"]), np.asarray(restored["bounds"]["upper"]))

@@ -36,7 +36,7 @@ from jax.sharding import Mesh
 from jcnf import _checks
 from jcnf.flows.base import ConditionalFlow, params_wrapper_error, trained_event_shape, with_event_shape
 from jcnf.flows.realnvp import ConditionalRealNVP
-from jcnf.sharding import batch_sharding, make_mesh
+from jcnf.sharding import batch_sharding, make_mesh, state_sharding
 
 # A standard deviation below this (a constant feature) would blow up the standardized values.
 _MIN_SCALE = 1e-6
@@ -164,19 +164,20 @@ class TrainedModel:
                              f"{type(standardization).__name__}.")
         self.model = model
         self.params = params
-        self.standardization = standardization or Standardization()
+        self.standardization = standardization
         self.metadata = dict(metadata or {})
         self.value_shape = _value_shape(model, params) if value_shape is None else tuple(int(s) for s in value_shape)
         self.context_shape = (_context_shape(model, params) if context_shape is None
                               else tuple(int(s) for s in context_shape))
         self.bounds = None if bounds is None else _check_bounds(bounds, self.value_shape)
         self._mesh = mesh
-        self._sample_fn = jax.jit(self._sample_rows, static_argnames=("num_samples", "event_shape"))
+        self._replicated: Optional[tuple[Mesh, Any]] = None  # (mesh, params placed on every device of it)
+        self._sample_fn = jax.jit(self._sample_rows, static_argnames=("num_samples", "event_shape", "mesh"))
         self._log_prob_fn = jax.jit(self._log_prob_rows, static_argnames=("event_shape",))
 
     # Units ------------------------------------------------------------------
     def _stats(self) -> dict[str, Any]:
-        stats = dict(self.standardization.arrays())
+        stats = {} if self.standardization is None else dict(self.standardization.arrays())
         if self.bounds is not None:
             stats["lower"], stats["upper"] = self.bounds
         return stats
@@ -242,10 +243,9 @@ class TrainedModel:
                                           self._context_to_model(stats, context), method="log_prob")
         return jnp.where(inside, model_log_prob - log_det, -jnp.inf)
 
-    def _sample_rows(self, params, stats, rng, context, temperature, *, num_samples, event_shape):
+    def _sample_rows(self, params, stats, rng, context, temperature, *, num_samples, event_shape, mesh):
         batch = context.shape[0]
         rows = jnp.tile(self._context_to_model(stats, context), (num_samples,) + (1,) * (context.ndim - 1))
-        mesh = self._sample_mesh(rows.shape[0])
         if mesh is not None:
             rows = jax.lax.with_sharding_constraint(rows, batch_sharding(mesh))
         variables = self._variables(params, event_shape)
@@ -257,14 +257,28 @@ class TrainedModel:
             model_log_prob = self.model.apply(variables, u, rows, method="log_prob")
         value, log_det = self._to_value(stats, u, event_shape)
         shape = (num_samples, batch)
-        return value.reshape(shape + value.shape[1:]), (model_log_prob - log_det).reshape(shape)
+        value, log_prob = value.reshape(shape + value.shape[1:]), (model_log_prob - log_det).reshape(shape)
+        if mesh is not None and num_samples % mesh.size == 0:
+            # Handed back split by sample, as computed: no gather onto one device.
+            value = jax.lax.with_sharding_constraint(value, batch_sharding(mesh))
+            log_prob = jax.lax.with_sharding_constraint(log_prob, batch_sharding(mesh))
+        return value, log_prob
 
     def _sample_mesh(self, rows: int) -> Optional[Mesh]:
         """The mesh to split `rows` sample rows over, or None on one device or when they do not split evenly."""
-        if jax.device_count() == 1 and self._mesh is None:
-            return None
-        mesh = self._mesh if self._mesh is not None else make_mesh()
-        return mesh if mesh.size > 1 and rows % mesh.size == 0 else None
+        if self._mesh is None:
+            if jax.device_count() == 1:
+                return None
+            self._mesh = make_mesh()
+        return self._mesh if self._mesh.size > 1 and rows % self._mesh.size == 0 else None
+
+    def _params_for(self, mesh: Optional[Mesh]) -> Any:
+        """The parameters, replicated over `mesh` once (and kept) when sampling is split over it."""
+        if mesh is None:
+            return self.params
+        if self._replicated is None or self._replicated[0] is not mesh:
+            self._replicated = (mesh, jax.device_put(self.params, state_sharding(mesh)))
+        return self._replicated[1]
 
     # Checks -----------------------------------------------------------------
     def _check_context(self, context: Any) -> Array:
@@ -289,7 +303,11 @@ class TrainedModel:
         if factor * context_shape[0] != trained[0] or factor * context_shape[1] != trained[1]:
             return trained
         shape = (context.shape[1] * factor, context.shape[2] * factor, trained[-1])
-        self.model._check_event_shape(trained, shape)
+        try:
+            self.model._check_event_shape(trained, shape)
+        except ValueError as error:
+            raise ValueError(f"`context` of {_checks.describe(context)} asks for values of shape {shape} (x{factor}), "
+                             f"which the flow does not fit: {error}") from None
         return shape
 
     def _check_value(self, value: Any, context: Array) -> tuple[Array, tuple[int, ...]]:
@@ -347,8 +365,9 @@ class TrainedModel:
                              f"temperature 1; got {temperature}.")
         context = self._check_context(context)
         event_shape = self._sample_event_shape(context)
-        return self._sample_fn(self.params, self._stats(), rng, context, jnp.float32(temperature),
-                               num_samples=num_samples, event_shape=event_shape)
+        mesh = self._sample_mesh(num_samples * context.shape[0])
+        return self._sample_fn(self._params_for(mesh), self._stats(), rng, context, jnp.float32(temperature),
+                               num_samples=num_samples, event_shape=event_shape, mesh=mesh)
 
     def sample(self, rng: Array, context: Any, num_samples: int = 1, temperature: float = 1.0) -> Array:
         """Draws `num_samples` values per context row: [num_samples, batch, *event_shape]."""
