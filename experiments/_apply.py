@@ -160,31 +160,6 @@ def report(written: Iterable[epath.Path], summary: Optional[dict] = None) -> dic
     return {"written": paths, **(summary or {})}
 
 
-class Progress:
-    """Progress over batches of work: a tqdm bar on a terminal, one line per batch otherwise."""
-
-    def __init__(self, total: int, desc: str):
-        self._tty = sys.stderr.isatty()
-        self.total, self.done, self.desc = total, 0, desc
-        if self._tty:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True)
-
-    def update(self, count: int) -> None:
-        """Marks `count` more items done."""
-        self.done += count
-        if self._tty:
-            self._bar.update(count)
-        else:
-            print(f"{self.desc}: {self.done}/{self.total}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        """Ends the bar."""
-        if self._tty:
-            self._bar.close()
-
-
 @dataclass(frozen=True)
 class Refinement:
     """What preconditioned reverse KL needs besides the flow: the observation's forward problem and the optimizer.
@@ -238,7 +213,7 @@ def posterior_apply(command: ApplyCommand, y_obs: np.ndarray, context: Any,
                                         problem.forward_op, problem.noise_std, problem.log_prior,
                                         steps=options.refine, context=context, num_samples=problem.num_samples,
                                         learning_rate=problem.learning_rate, seed=options.seed,
-                                        progress=sys.stderr.isatty(), log_every=max(1, options.refine // 10),
+                                        progress=True, log_every=max(1, options.refine // 10),
                                         model_dir=output / "refined_model")
         models["refined_"] = jcnf.TrainedModel(trained.model, result.params, value_shape=trained.value_shape,
                                                context_shape=trained.context_shape)

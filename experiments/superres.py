@@ -42,11 +42,12 @@ from PIL import Image
 
 import jcnf
 from experiments import _hosts
-from experiments._apply import Progress, parse_apply, read_image, report, split_apply, std_image, write_npy, write_png
+from experiments._apply import parse_apply, read_image, report, split_apply, std_image, write_npy, write_png
 from experiments._config import parse_command_line
 from experiments._figures import image_grid
 from jcnf import data as jdata
 from jcnf import metrics
+from jcnf._progress import progress_bar
 from jcnf.baselines import DiscretizedLogisticBaseline
 from jcnf.dequantize import VariationalDequantizer, no_dequantization, uniform_dequantization
 from jcnf.train import count_params, default_optimizer, fit, mle_eval_step, sample_step
@@ -288,7 +289,8 @@ def apply(argv: list[str]) -> dict:
     finite = True
     batch = min(options.tile_batch, len(positions))
     key = jax.random.PRNGKey(options.seed)
-    progress = Progress(len(positions), "tiles")
+    # A bar on a terminal; in a log, one line per batch of tiles.
+    progress = progress_bar(len(positions), log_every=batch, desc="tiles")
     for start in range(0, len(positions), batch):
         chunk = positions[start:start + batch]
         context = np.stack([padded[y:y + window[0], x:x + window[1]] for y, x in chunk])

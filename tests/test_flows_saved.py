@@ -187,3 +187,16 @@ def test_metadata_must_be_json(tmp_path):
     tiny = tiny_models()["ConditionalRealNVP"]
     with pytest.raises(ValueError, match=r"`metadata` must hold JSON values"):
         jcnf.save_model(tmp_path / "m", tiny.model, tiny.params, metadata={"array": jnp.ones(2)})
+
+
+def test_fields_of_every_kind_survive_json():
+    model = jcnf.ConditionalGlow(levels=2, blocks=3, hidden=8, dtype=jnp.bfloat16, schedule="unrolled")
+    fields = json.loads(json.dumps(registry.model_fields(model)))
+    assert fields["dtype"] == {"dtype": "bfloat16"}
+    rebuilt = registry.build_model("ConditionalGlow", fields)
+    assert rebuilt.dtype == jnp.bfloat16 and rebuilt.schedule == "unrolled" and rebuilt.blocks == 3
+    corrected = tiny_models()["LatentCorrectedFlow"].model
+    nested = registry.build_model("LatentCorrectedFlow", json.loads(json.dumps(registry.model_fields(corrected))))
+    assert registry.model_fields(nested) == registry.model_fields(corrected)
+    with pytest.raises(ValueError, match=r"`model` must be an instance of a registered jcnf class"):
+        registry.model_fields(jcnf.flows.ValueToLatent)
