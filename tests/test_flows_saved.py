@@ -103,11 +103,16 @@ def test_standardization_and_bounds_are_saved(tmp_path):
                                rtol=1e-6)
 
 
-def test_saving_again_replaces_the_model(tmp_path):
+def test_saving_again_replaces_the_model_but_never_other_files(tmp_path):
     _save(tmp_path, "ConditionalRealNVP", metadata={"run": 1})
     _save(tmp_path, "ConditionalRealNVP", metadata={"run": 2})
     assert jcnf.load_model(tmp_path / "ConditionalRealNVP").metadata == {"run": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ConditionalRealNVP"]
+    (tmp_path / "ConditionalGlow").mkdir()
+    (tmp_path / "ConditionalGlow" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match=r"exists and is not a saved model"):
+        _save(tmp_path, "ConditionalGlow")
+    assert (tmp_path / "ConditionalGlow" / "notes.txt").read_text() == "keep"
 
 
 def test_a_failed_save_leaves_no_partial_model_and_keeps_the_old_one(tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = Non
                standardization: Optional[Standardization] = None, bounds: Optional[Sequence[Any]] = None,
                metadata: Optional[Mapping[str, Any]] = None, value_shape: Optional[Sequence[int]] = None,
                context_shape: Optional[Sequence[int]] = None) -> epath.Path:
-    """Saves a trained model as the directory `path` (replacing a model saved there before).
+    """Saves a trained model as the directory `path` (replacing a model saved there before, nothing else).
 
     Call it on one process of a multi-process job (process 0): it writes
     without waiting for the others. Parameters replicated over the processes
@@ -144,6 +144,10 @@ def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = Non
         arrays["bounds"] = {"lower": trained.bounds[0], "upper": trained.bounds[1]}
 
     target = epath.Path(path)
+    if target.exists() and not (target / _JSON).exists() and (not target.is_dir() or any(target.iterdir())):
+        # Only a model saved here before is replaced: never a user's other files.
+        raise ValueError(f"`path` {os.fspath(target)} exists and is not a saved model; give a new or empty "
+                         f"directory, or a saved model's to replace it.")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
