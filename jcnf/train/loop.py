@@ -30,6 +30,7 @@ from jcnf._checks import check_int
 from jcnf._progress import progress_bar
 from jcnf.data.arrays import ArrayBatches
 from jcnf.dequantize.base import Dequantizer
+from jcnf.flows.saved import save_model
 from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.mle import mle_step
@@ -49,8 +50,9 @@ class FitResult(tuple):
       best_params: with validation, the params of the lowest held-out loss
         (None without validation).
       best_step: the step of `best_params`, or None.
-      params: `best_params` with validation, else `state.params`: the params
-        to use, e.g. for `jcnf.inverse.precondition(result.params)`.
+      params: the flow's params to use (those under "flow" of `best_params`
+        with validation, else of `state.params`), e.g. for
+        `jcnf.inverse.precondition(result.params)` or `model.apply`.
     """
 
     def __new__(cls, state: TrainState, history: list[dict[str, Any]], best_params: Optional[dict] = None,
@@ -72,8 +74,12 @@ class FitResult(tuple):
 
     @property
     def params(self) -> dict:
-        """The best params with validation, else the final ones."""
-        return self.state.params if self.best_params is None else self.best_params
+        """The flow's parameters: the best ones with validation, else the final ones (`state.params["flow"]`).
+
+        What `model.apply({"params": ...})`, `jcnf.inverse.precondition` and
+        `jcnf.save_model` take; a learned dequantizer's are in `state.params`.
+        """
+        return (self.state.params if self.best_params is None else self.best_params)["flow"]
 
 
 class TooManySkippedSteps(RuntimeError):
@@ -119,7 +125,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         metrics_path: Optional[str | os.PathLike] = None, tensorboard_dir: Optional[str | os.PathLike] = None,
         log_every: int = 100, max_consecutive_skips: int = 20, progress: bool = True,
         steps_per_dispatch: int = 1, validation: Optional[Mapping[str, Any]] = None,
-        validation_fraction: Optional[float] = None, patience: Optional[int] = None) -> FitResult:
+        validation_fraction: Optional[float] = None, patience: Optional[int] = None,
+        model_dir: Optional[str | os.PathLike] = None) -> FitResult:
     """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     The simplest call trains a flow by maximum likelihood on arrays:
@@ -184,6 +191,9 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
       patience: with validation, stop early after this many evaluations (>= 1)
         in a row without a lower validation loss (a checkpoint is saved at
         the stopping step; rerunning returns at once).
+      model_dir: at the end, save the trained flow there (`jcnf.save_model`,
+        process 0 only) with the value and context shapes of the training
+        batches; `jcnf.load_model(model_dir)` gives it back as a `TrainedModel`.
 
     Returns:
       `FitResult(state, history)`; `history` holds the logged records
@@ -221,6 +231,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         batches = iter(data)
     resumable = hasattr(batches, "get_state") and hasattr(batches, "set_state")
 
+    state_given = state is not None
     if state is None:
         # Initialize on the first batch without losing it for training.
         if resumable:
@@ -278,6 +289,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     periods = [log_every] + [period for period, hook in ((eval_every, eval_fn), (sample_every, sample_fn),
                                                          (checkpoint_every, checkpointer)) if hook is not None]
 
+    example: list[Mapping[str, Any]] = [] if state_given else [first]
+
     def next_batch(step: int) -> Mapping[str, Any]:
         nonlocal consumed
         try:
@@ -285,6 +298,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         except StopIteration:
             raise ValueError(f"`data` ran out of batches at step {step} of {steps}.") from None
         consumed += 1
+        if not example:
+            example.append(batch)
         return batch
 
     def chunk_size(done: int) -> int:
@@ -353,6 +368,19 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             writer.close()
         if checkpointer is not None:
             checkpointer.close()
-    if tracker is None:
-        return FitResult(state, history)
-    return FitResult(state, history, tracker.best_params, tracker.best_step)
+    result = FitResult(state, history) if tracker is None else FitResult(state, history, tracker.best_params,
+                                                                          tracker.best_step)
+    if model_dir is not None:
+        _save_trained(model, result.params, example[0] if example else next(batches, None), model_dir)
+    return result
+
+
+def _save_trained(model: nn.Module, params: Any, batch: Optional[Mapping[str, Any]],
+                  model_dir: str | os.PathLike) -> None:
+    """Saves the flow with the shapes of one training batch's value and context (process 0)."""
+    if not isinstance(batch, Mapping) or not {"value", "context"} <= set(batch):
+        raise ValueError("`model_dir` needs training batches with 'value' and 'context' (their shapes are saved "
+                         f"with the model); got a batch of type {type(batch).__name__}.")
+    if jax.process_index() == 0:
+        save_model(model_dir, model, params, value_shape=np.shape(batch["value"])[1:],
+                   context_shape=np.shape(batch["context"])[1:])
