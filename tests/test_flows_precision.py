@@ -15,7 +15,7 @@ from conftest import perturb
 
 import jcnf
 from jcnf.distributions import log_density_dtype, standard_normal_log_prob
-from jcnf.flows.layers import CouplingPair, CouplingStep
+from jcnf.flows.layers import CouplingBlock, CouplingPair
 from jcnf.flows.reversible import scan_chain
 
 pytestmark = pytest.mark.strict_dtypes
@@ -36,9 +36,9 @@ def _images():
 # 6 dimensions for RealNVP (measured 4.7e-3), 192 for the Glows (measured 8.7e-3 and 2.2e-2).
 FLOWS = {
     "realnvp": (jcnf.ConditionalRealNVP, {"layers": 4, "hidden": 16}, _vectors, 0.1, 0.02),
-    "glow": (jcnf.ConditionalGlow, {"levels": 2, "steps": 2, "hidden": 16, "context_features": 8,
+    "glow": (jcnf.ConditionalGlow, {"levels": 2, "blocks": 2, "hidden": 16, "context_features": 8,
                                     "encoder_blocks": 1}, _images, 0.05, 0.1),
-    "superres_glow": (jcnf.flows.SuperResolutionGlow, {"levels": 2, "steps": 2, "hidden": 16, "context_features": 8,
+    "superres_glow": (jcnf.flows.SuperResolutionGlow, {"levels": 2, "blocks": 2, "hidden": 16, "context_features": 8,
                                                        "encoder_blocks": 1}, _images, 0.05, 0.1),
 }
 
@@ -67,7 +67,7 @@ def test_learned_dequantizers_keep_float32_noise_and_log_density_with_bfloat16_n
     value = jnp.round(jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 1)))
     batch = {"context": jax.random.normal(jax.random.PRNGKey(2), (2, 4, 4, 2))}
     for dequantizer in (jcnf.dequantize.BinaryDequantizer(hidden=8, dtype=jnp.bfloat16),
-                        jcnf.dequantize.VariationalDequantizer(num_bins=2, levels=1, steps=1, hidden=8,
+                        jcnf.dequantize.VariationalDequantizer(num_bins=2, levels=1, blocks=1, hidden=8,
                                                                context_features=4, dtype=jnp.bfloat16)):
         variables = jax.jit(dequantizer.init)(RNG, jax.random.PRNGKey(3), value, batch)
         dequantized, log_correction = jax.jit(dequantizer.apply)(variables, jax.random.PRNGKey(4), value, batch)
@@ -81,15 +81,15 @@ def test_every_log_det_accumulator_is_float32_for_bfloat16_values():
     half, half_context = value.astype(jnp.bfloat16), context.astype(jnp.bfloat16)
     assert log_density_dtype(jnp.bfloat16) == jnp.float32 and log_density_dtype(jnp.float64) == jnp.float64
     chex.assert_type(standard_normal_log_prob(half, 1), jnp.float32)
-    # A scanned chain whose steps keep the value's dtype and return bfloat16 log-dets.
+    # A scanned chain whose blocks keep the value's dtype and return bfloat16 log-dets.
     step = lambda params, x, c: (x + params.astype(x.dtype)[None], jnp.sum(x, axis=-1) * c[:, 0])
     chex.assert_type(scan_chain(step, jnp.ones((3, 6)), half, half_context)[1], jnp.float32)
-    for layer in (CouplingStep(hidden=8), CouplingPair(hidden=8)):
+    for layer in (CouplingBlock(hidden=8), CouplingPair(hidden=8)):
         variables = layer.init(RNG, value, context)
         for inverse in (False, True):
             chex.assert_type(layer.apply(variables, half, half_context, inverse=inverse)[1], jnp.float32)
-    for schedule in ({"scan_steps": True}, {"scan_steps": False}):
-        model = jcnf.ConditionalRealNVP(layers=4, hidden=8, **schedule)
+    for schedule in ("scan", "unrolled"):
+        model = jcnf.ConditionalRealNVP(blocks=4, hidden=8, schedule=schedule)
         variables = model.init(RNG, value, context)
         z, log_det = model.apply(variables, half, context, method="forward_and_log_det")
         back, inverse_log_det = model.apply(variables, z.astype(jnp.bfloat16), context, method="inverse_and_log_det")
@@ -98,7 +98,7 @@ def test_every_log_det_accumulator_is_float32_for_bfloat16_values():
 
 def _train(dtype, steps=100):
     """Final loss (mean of the last 10 steps) of a tiny RealNVP fitted to a conditional Gaussian."""
-    model = jcnf.ConditionalRealNVP(layers=4, hidden=16, dtype=dtype)
+    model = jcnf.ConditionalRealNVP(blocks=4, hidden=16, dtype=dtype)
     context = jax.random.normal(jax.random.PRNGKey(1), (256, 2))
     value = jnp.concatenate([context * jnp.array([[1.5, -0.5]]), jnp.sin(2.0 * context[:, :1])], -1)
     value = value + 0.1 * jax.random.normal(jax.random.PRNGKey(2), value.shape)
