@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-$(VENV)/.installed: pyproject.toml
+# Every package at its version in constraints/lock.txt (README: "Checking the floors").
+$(VENV)/.installed: pyproject.toml constraints/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,experiments]"
+	$(PY) -m pip install -q -c constraints/lock.txt -e ".[test,experiments]"
 	touch $@
 
 .PHONY: demo test

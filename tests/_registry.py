@@ -2,7 +2,9 @@
 
 `test_registry.py` runs the same property tests over all of them and
 `test_float64.py` repeats the exactness checks in float64. Adding a
-bijector is one `Entry` in `REGISTRY`. An entry names, in `not_applicable`,
+bijector is one `Entry` in `REGISTRY`. An entry with parameters exposes them
+(`Case.params`) with the map as a function of them (`Case.apply`), so that
+derivatives with respect to the parameters are tested too. An entry names, in `not_applicable`,
 each property that does not hold for it and why; the property tests skip
 those entries by construction (they are not parametrized over them).
 
@@ -34,7 +36,8 @@ Array = jax.Array
 # (value, context) -> (output, log|det d output / d value| of shape [batch], or None when not a bijection).
 Forward = Callable[[Array, Optional[Array]], tuple[Array, Optional[Array]]]
 
-PROPERTIES = ("round_trip", "log_det", "vmap", "grad", "context", "bad_input", "float64")
+PROPERTIES = ("round_trip", "log_det", "vmap", "grad", "context", "bad_input", "float64", "forward_mode",
+              "forward_mode_params", "linearize", "hessian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Case:
       bad_match: a regular expression naming the offending argument.
       round_trip_atol: tolerance of value == inverse(forward(value)).
       log_det_atol: tolerance of the log-det against the brute-force Jacobian.
+      params: the parameters `forward` closes over (a pytree of float arrays), or None when it has none.
+      apply: (params, value, context) -> what `forward` returns, or None when it has no parameters.
     """
 
     forward: Forward
@@ -63,6 +68,8 @@ class Case:
     bad_match: str = ""
     round_trip_atol: float = 1e-5
     log_det_atol: float = 1e-4
+    params: Any = None
+    apply: Optional[Callable[[Any, Array, Any], tuple[Array, Optional[Array]]]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,10 +96,13 @@ def _cast(tree: Any, dtype: Any) -> Any:
 
 # Bijectors -----------------------------------------------------------------
 
-def _conditioner(out_channels: int, dtype: Any) -> Callable[[Array, Array], Array]:
-    """A fixed non-linear conditioner of (x_half, context) for the couplings."""
+def _conditioner_weight(in_channels: int, out_channels: int, dtype: Any) -> Array:
+    return 0.5 * jax.random.normal(_key(0), (in_channels, out_channels), dtype)
+
+
+def _conditioner(weight: Array) -> Callable[[Array, Array], Array]:
+    """A non-linear conditioner of (x_half, context) for the couplings, tanh(concat @ weight)."""
     def conditioner(x_half: Array, context: Array) -> Array:
-        weight = 0.5 * jax.random.normal(_key(0), (x_half.shape[-1] + context.shape[-1], out_channels), dtype)
         return jnp.tanh(jnp.concatenate([x_half, context], -1) @ weight)
     return conditioner
 
@@ -101,27 +111,31 @@ def _image(dtype: Any, channels: int = 4) -> Array:
     return jax.random.normal(_key(2), (2, 4, 4, channels), dtype)
 
 
-def _unconditional(bijector: distrax.Bijector, value: Array, **kwargs: Any) -> Case:
-    return Case(forward=lambda v, c: bijector.forward_and_log_det(v), value=value, context=None, other_context=None,
-                inverse=lambda y, c: bijector.inverse_and_log_det(y), **kwargs)
+def _unconditional(make_bijector: Callable[[Any], distrax.Bijector], params: Any, value: Array,
+                   **kwargs: Any) -> Case:
+    """A case of the bijector `make_bijector(params)`; `params` None for a bijector without parameters."""
+    def apply(p: Any, v: Array, c: Any) -> tuple[Array, Array]:
+        return make_bijector(p).forward_and_log_det(v)
+    return Case(forward=functools.partial(apply, params), value=value, context=None, other_context=None,
+                inverse=lambda y, c: make_bijector(params).inverse_and_log_det(y),
+                params=params, apply=None if params is None else apply, **kwargs)
 
 
 def _actnorm(dtype: Any) -> Case:
-    bijector = jb.ActNorm(jax.random.normal(_key(1), (4,), dtype), 0.3 * jax.random.normal(_key(3), (4,), dtype))
-    return _unconditional(bijector, _image(dtype))
+    params = (jax.random.normal(_key(1), (4,), dtype), 0.3 * jax.random.normal(_key(3), (4,), dtype))
+    return _unconditional(lambda p: jb.ActNorm(*p), params, _image(dtype))
 
 
 def _conv1x1(dtype: Any, permuted: bool = False) -> Case:
     lower, upper, log_diag = _cast(jb.random_rotation_lu(_key(1), 4), dtype)
     if permuted:
-        bijector = jb.InvConv1x1(lower, upper, log_diag, permutation=np.array([2, 0, 3, 1]))
-    else:
-        bijector = jb.InvConv1x1(lower + 0.1, upper + 0.2, log_diag + 0.3)
-    return _unconditional(bijector, _image(dtype))
+        return _unconditional(lambda p: jb.InvConv1x1(*p, permutation=np.array([2, 0, 3, 1])),
+                              (lower, upper, log_diag), _image(dtype))
+    return _unconditional(lambda p: jb.InvConv1x1(*p), (lower + 0.1, upper + 0.2, log_diag + 0.3), _image(dtype))
 
 
 def _squeeze(dtype: Any) -> Case:
-    return _unconditional(jb.Squeeze(), _image(dtype, 3), bad_input=lambda: jb.Squeeze().forward(
+    return _unconditional(lambda p: jb.Squeeze(), None, _image(dtype, 3), bad_input=lambda: jb.Squeeze().forward(
         jnp.zeros((1, 3, 4, 1), dtype)), bad_match="even height")
 
 
@@ -129,16 +143,21 @@ def _coupling(kind: str, swap: bool = False) -> Callable[[Any], Case]:
     out_channels = {"affine": 4, "additive": 2, "spline": 2 * 25}[kind]
 
     def make(dtype: Any) -> Case:
-        def bijector(context: Array) -> distrax.Bijector:
-            conditioner = _conditioner(out_channels, dtype)
+        def bijector(weight: Array, context: Array) -> distrax.Bijector:
+            conditioner = _conditioner(weight)
             if kind == "spline":
                 return jb.ConditionalSplineCoupling(conditioner, context, 2, 3, swap=swap, num_bins=8)
             return jb.make_coupling(kind, conditioner, context, 2, 3, swap=swap)
+
+        def apply(weight: Array, v: Array, c: Array) -> tuple[Array, Array]:
+            return bijector(weight, c).forward_and_log_det(v)
+
         context = jax.random.normal(_key(3), (2, 4, 4, 3), dtype)
-        return Case(forward=lambda v, c: bijector(c).forward_and_log_det(v), value=_image(dtype), context=context,
-                    other_context=context + 1.0, inverse=lambda y, c: bijector(c).inverse_and_log_det(y),
-                    bad_input=lambda: jb.make_coupling("quadratic", _conditioner(2, dtype), context, 2, 3),
-                    bad_match="`coupling`")
+        weight = _conditioner_weight(2 + 3, out_channels, dtype)
+        return Case(forward=functools.partial(apply, weight), value=_image(dtype), context=context,
+                    other_context=context + 1.0, inverse=lambda y, c: bijector(weight, c).inverse_and_log_det(y),
+                    bad_input=lambda: jb.make_coupling("quadratic", _conditioner(weight[:, :2]), context, 2, 3),
+                    bad_match="`coupling`", params=weight, apply=apply)
     return make
 
 
@@ -149,10 +168,15 @@ def _flow(model: Any, value: Array, context: Array, scale: float, bad_value: Arr
     variables = jax.jit(model.init)(_key(0), value.astype(jnp.float32), context.astype(jnp.float32))
     # Perturbed, so that the zero-initialised couplings and priors are not the identity.
     variables = _cast(perturb(variables, _key(5), scale), dtype)
-    return Case(forward=lambda v, c: model.apply(variables, v, c, method="forward_and_log_det"),
+
+    def apply(params: Any, v: Array, c: Array) -> tuple[Array, Array]:
+        return model.apply({"params": params}, v, c, method="forward_and_log_det")
+
+    return Case(forward=functools.partial(apply, variables["params"]),
                 value=value, context=context, other_context=context[::-1],
                 inverse=lambda z, c: model.apply(variables, z, c, method="inverse_and_log_det"),
-                bad_input=lambda: model.apply(variables, bad_value, context), bad_match=bad_match, **kwargs)
+                bad_input=lambda: model.apply(variables, bad_value, context), bad_match=bad_match,
+                params=variables["params"], apply=apply, **kwargs)
 
 
 def _realnvp(dtype: Any) -> Case:
@@ -188,13 +212,13 @@ def _uniform(dtype: Any) -> Case:
                 bad_input=lambda: uniform_dequantization(1), bad_match="`num_bins`")
 
 
-def _noise_map(model: Any, variables: Any) -> Forward:
-    """Eps -> noise u given (value, context), with log|det du/deps| = log N(eps) - log q(u) (change of variables)."""
-    def forward(eps: Array, condition: tuple[Array, Array]) -> tuple[Array, Array]:
+def _noise_map(model: Any) -> Callable[[Any, Array, tuple[Array, Array]], tuple[Array, Array]]:
+    """(params, eps, (value, context)) -> noise u, with log|det du/deps| = log N(eps) - log q(u)."""
+    def apply(params: Any, eps: Array, condition: tuple[Array, Array]) -> tuple[Array, Array]:
         value, context = condition
-        noise, log_q = model.apply(variables, eps, value, context, method="noise_and_log_density")
+        noise, log_q = model.apply({"params": params}, eps, value, context, method="noise_and_log_density")
         return noise, standard_normal_log_prob(eps, 3) - log_q
-    return forward
+    return apply
 
 
 def _dequantizer(model: Any, value: Array, context: Array, scale: float, dtype: Any) -> Case:
@@ -202,10 +226,11 @@ def _dequantizer(model: Any, value: Array, context: Array, scale: float, dtype: 
     variables = jax.jit(model.init)(_key(1), _key(2), value, {"context": context})
     variables = _cast({"params": perturb(variables["params"], _key(3), scale)}, dtype)
     eps = 1.5 * jax.random.normal(_key(5), value.shape, dtype)
-    return Case(forward=_noise_map(model, variables), value=eps, context=(value, context),
+    apply = _noise_map(model)
+    return Case(forward=functools.partial(apply, variables["params"]), value=eps, context=(value, context),
                 other_context=(value, context + 0.5),
                 bad_input=lambda: model.apply(variables, _key(0), value[0], {"context": context}), bad_match="`value`",
-                log_det_atol=2e-4)
+                log_det_atol=2e-4, params=variables["params"], apply=apply)
 
 
 def _variational(dtype: Any) -> Case:
@@ -223,9 +248,13 @@ def _binary(dtype: Any) -> Case:
 def _baseline(model: Any, value: Array, context: Array, bad_match: str, dtype: Any) -> Case:
     variables = jax.jit(model.init)(_key(0), value, context)
     variables = _cast({"params": perturb(variables["params"], _key(3), 0.3)}, dtype)
-    return Case(forward=lambda v, c: (model.apply(variables, v, c), None), value=value, context=context,
+
+    def apply(params: Any, v: Array, c: Array) -> tuple[Array, None]:
+        return model.apply({"params": params}, v, c), None
+
+    return Case(forward=functools.partial(apply, variables["params"]), value=value, context=context,
                 other_context=context + 0.3, bad_input=lambda: model.apply(variables, value[0], context),
-                bad_match=bad_match)
+                bad_match=bad_match, params=variables["params"], apply=apply)
 
 
 def _bernoulli(dtype: Any) -> Case:
@@ -247,13 +276,14 @@ _NOT_CHECKED = "distrax's convention: the caller (a flow) checks shapes"
 _NOT_BIJECTIVE_DEQ = "a dequantizer draws noise; it has no inverse"
 _GLOW_FLOAT32 = "the Glow's scanned steps carry float32 state, so it runs in float32 only"
 _NOT_BIJECTIVE_BASE = "a baseline is a density of discrete values, not a bijection"
+_NO_PARAMS = "it has no parameters"
 
 REGISTRY = (
     Entry("actnorm", _actnorm, {"context": _UNCONDITIONAL, "bad_input": _NOT_CHECKED}),
     Entry("conv1x1", _conv1x1, {"context": _UNCONDITIONAL, "bad_input": _NOT_CHECKED}),
     Entry("conv1x1_permuted", functools.partial(_conv1x1, permuted=True),
           {"context": _UNCONDITIONAL, "bad_input": _NOT_CHECKED}),
-    Entry("squeeze", _squeeze, {"context": _UNCONDITIONAL}),
+    Entry("squeeze", _squeeze, {"context": _UNCONDITIONAL, "forward_mode_params": _NO_PARAMS}),
     Entry("affine_coupling", _coupling("affine")),
     Entry("affine_coupling_swapped", _coupling("affine", swap=True)),
     Entry("additive_coupling", _coupling("additive")),
@@ -264,7 +294,8 @@ REGISTRY = (
     Entry("uniform_dequantizer", _uniform, {
         "round_trip": _NOT_BIJECTIVE_DEQ,
         "log_det": "its correction is -D log(num_bins), not a Jacobian (value + u has unit Jacobian)",
-        "vmap": "the noise is drawn for the whole batch from one key", "context": "it ignores the context"}),
+        "vmap": "the noise is drawn for the whole batch from one key", "context": "it ignores the context",
+        "forward_mode_params": _NO_PARAMS}),
     Entry("variational_dequantizer", _variational, {"round_trip": _NOT_BIJECTIVE_DEQ + " (eps -> u only)",
                                                     "float64": "its noise flow is a Glow: " + _GLOW_FLOAT32}),
     Entry("binary_dequantizer", _binary, {

@@ -1,4 +1,4 @@
-"""Packaging: a warning-free import, the floors file in step with pyproject.toml, the typing marker."""
+"""Packaging: a warning-free import, the floors and lock files in step with pyproject.toml, the typing marker."""
 
 import os
 import re
@@ -7,6 +7,8 @@ import sys
 import tomllib
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,18 +45,36 @@ def test_distrax_filter_leaves_other_warnings_alone():
     assert "DeprecationWarning: later" in result.stderr
 
 
-def test_floors_file_pins_every_floor():
-    project = _pyproject()["project"]
-    expected = _floors(project["dependencies"])
-    expected.update(_floors(project["optional-dependencies"]["test"]))
+def _pinned(filename: str) -> dict[str, str]:
+    """{normalized name: version} for each `name==version` line of a constraints file."""
     pinned = {}
-    with open(os.path.join(ROOT, "constraints", "floors.txt")) as f:
+    with open(os.path.join(ROOT, "constraints", filename)) as f:
         for line in f:
             line = line.split("#")[0].strip()
             if line:
                 name, _, version = line.partition("==")
                 pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
-    assert pinned == expected
+    return pinned
+
+
+def test_floors_file_pins_every_floor():
+    project = _pyproject()["project"]
+    expected = _floors(project["dependencies"])
+    expected.update(_floors(project["optional-dependencies"]["test"]))
+    assert _pinned("floors.txt") == expected
+
+
+def test_lock_satisfies_every_floor():
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    requirements = [Requirement(text) for text in project["dependencies"] + extras["test"] + extras["experiments"]]
+    locked = _pinned("lock.txt")
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+]*", version) for version in locked.values()), locked
+    assert "jcnf" not in locked
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{requirement} is not pinned in constraints/lock.txt"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (str(requirement), locked[name])
 
 
 @pytest.mark.parametrize("key", ["requires-python", "license"])

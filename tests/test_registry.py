@@ -1,5 +1,9 @@
 """The properties every bijector, flow, dequantizer and baseline shares, over `_registry.REGISTRY`.
 
+Autodiff in every mode: reverse (grad, jacrev), forward (jvp, jacfwd,
+linearize) with respect to the value, the context and the parameters, and
+second order (hessian, forward over reverse).
+
 Each test runs over the entries the property applies to; `_registry` says
 why it does not apply to the others. Each test compiles one function per
 entry that computes all it compares.
@@ -13,6 +17,9 @@ import pytest
 from _registry import entries
 from absl.testing import parameterized
 from conftest import brute_force_log_det
+from jax.flatten_util import ravel_pytree
+
+from jcnf.distributions import standard_normal_log_prob
 
 
 def _ids(prop):
@@ -125,3 +132,87 @@ def test_registry_covers_every_property_with_a_reason_for_each_gap():
         assert set(entry.not_applicable) <= set(PROPERTIES), entry.name
         assert all(isinstance(reason, str) and reason for reason in entry.not_applicable.values()), entry.name
     assert np.all([len(entries(prop)) >= 4 for prop in PROPERTIES])
+
+
+# Forward mode ------------------------------------------------------------------
+# Each entry is differentiated at one row (batch 1), so every Jacobian below is
+# at most a few hundred entries and each test compiles one small program.
+
+
+def _one_row(case):
+    return case.value[:1], jax.tree.map(lambda leaf: leaf[:1], case.context)
+
+
+def _flat(fn, example):
+    """The map `fn` of the flattened `example` to its flattened outputs, and the flattened example."""
+    flat, unravel = ravel_pytree(example)
+    return (lambda x: ravel_pytree(fn(unravel(x)))[0]), flat
+
+
+def _forward_and_reverse(fn, x, tangent):
+    """Jacobians of `fn` at `x` by jacfwd and jacrev; J @ tangent by jvp, by linearize and from the jacrev Jacobian."""
+    forward, reverse = jax.jacfwd(fn)(x), jax.jacrev(fn)(x)
+    return forward, reverse, jax.jvp(fn, (x,), (tangent,))[1], reverse @ tangent
+
+
+def _assert_forward_matches_reverse(derivatives):
+    forward, reverse, jvp, reverse_times_tangent = derivatives
+    chex.assert_tree_all_finite(derivatives)
+    # Both modes sum the same chain-rule products in another order: float32 rounding of sums of a few
+    # hundred terms of order one, relative to the largest derivative.
+    scale = 1.0 + float(jnp.max(jnp.abs(reverse)))
+    chex.assert_trees_all_close(forward, reverse, atol=1e-5 * scale, rtol=1e-4)
+    chex.assert_trees_all_close(jvp, reverse_times_tangent, atol=1e-5 * scale, rtol=1e-4)
+
+
+@_ids("forward_mode")
+def test_forward_mode_agrees_with_reverse_mode_in_value_and_context(entry):
+    case = entry.case
+    fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
+    _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
+
+
+@_ids("forward_mode_params")
+def test_forward_mode_agrees_with_reverse_mode_in_the_parameters(entry):
+    case = entry.case
+    value, context = _one_row(case)
+    fn, x = _flat(lambda params: case.apply(params, value, context), case.params)
+    _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
+
+
+@_ids("linearize")
+def test_linearize_gives_the_value_and_the_jvp(entry):
+    case = entry.case
+    fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
+    tangent = jnp.cos(3.0 * x)
+
+    @jax.jit
+    def both(x, tangent):
+        output, linear = jax.linearize(fn, x)
+        return output, linear(tangent), fn(x), jax.jvp(fn, (x,), (tangent,))[1]
+
+    output, linear, expected_output, jvp = both(x, tangent)
+    # The same program evaluated twice: equal up to XLA's fusion choices.
+    chex.assert_trees_all_close(output, expected_output, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(linear, jvp, atol=1e-5, rtol=1e-5)
+
+
+def _log_density(case, value, context):
+    """The entry's log-density of one row: log N(output) + log-det for a map onto N(0, I), the baselines' log_prob."""
+    output, log_det = case.forward(value, context)
+    if log_det is None:
+        return jnp.sum(output)
+    return jnp.sum(standard_normal_log_prob(output, output.ndim - 1) + log_det)
+
+
+@_ids("hessian")
+def test_hessian_of_the_log_density_is_finite_and_symmetric(entry):
+    case = entry.case
+    value, context = _one_row(case)
+    size = value.size
+    hessian = jax.jit(jax.hessian(lambda v: _log_density(case, v, context)))(value).reshape(size, size)
+    chex.assert_tree_all_finite(hessian)
+    # Forward over reverse computes the two triangles by different sums: float32 rounding relative to the
+    # largest second derivative.
+    scale = 1.0 + float(jnp.max(jnp.abs(hessian)))
+    chex.assert_trees_all_close(hessian, hessian.T, atol=1e-5 * scale, rtol=1e-4)

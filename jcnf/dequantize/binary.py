@@ -113,11 +113,14 @@ class BinaryDequantizer(nn.Module):
         to the Gaussian's mean and log-scale.
       layers: hidden 3x3 convolutions of that network.
       use_context: condition q on `batch["context"]` as well as on the value.
+      dtype: computation dtype of that network (e.g. jnp.bfloat16); its
+        outputs, v, log q and the parameters stay float32.
     """
 
     hidden: int = 16
     layers: int = 2
     use_context: bool = True
+    dtype: Optional[jnp.dtype] = None
 
     @nn.compact
     def gaussian_params(self, value: Array, context: Optional[Array] = None) -> tuple[Array, Array]:
@@ -130,10 +133,10 @@ class BinaryDequantizer(nn.Module):
             parts.append(resize_context(context, value.shape).astype(value.dtype))
         h = jnp.concatenate(parts, axis=-1)
         for _ in range(self.layers):
-            h = nn.relu(nn.Conv(self.hidden, (3, 3))(h))
+            h = nn.relu(nn.Conv(self.hidden, (3, 3), dtype=self.dtype)(h))
         # Zero init: a fresh q is N(0, 1) on n, the same for every pixel.
-        out = nn.Conv(2 * value.shape[-1], (3, 3), kernel_init=nn.initializers.zeros)(h)
-        mean, raw_log_scale = jnp.split(out, 2, axis=-1)
+        out = nn.Conv(2 * value.shape[-1], (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        mean, raw_log_scale = jnp.split(out.astype(value.dtype), 2, axis=-1)
         return mean, _LOG_SCALE_BOUND * jnp.tanh(raw_log_scale / _LOG_SCALE_BOUND)
 
     def noise_and_log_density(self, eps: Array, value: Array, context: Optional[Array] = None

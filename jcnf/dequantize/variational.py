@@ -67,6 +67,8 @@ class VariationalDequantizer(nn.Module):
       context_features: channels of the noise flow's context encoder.
       encoder_blocks: residual blocks of that encoder.
       use_context: condition q on `batch["context"]` as well as on the value.
+      dtype: computation dtype of the noise flow's networks (e.g.
+        jnp.bfloat16); the noise, log q and the parameters stay float32.
     """
 
     num_bins: int = 256
@@ -76,6 +78,7 @@ class VariationalDequantizer(nn.Module):
     context_features: int = 16
     encoder_blocks: int = 1
     use_context: bool = True
+    dtype: Optional[jnp.dtype] = None
 
     def setup(self):
         """Checks the attributes and builds the noise flow."""
@@ -83,7 +86,7 @@ class VariationalDequantizer(nn.Module):
             raise ValueError(f"`num_bins` must be >= 2; got {self.num_bins}.")
         self.noise_flow = ConditionalGlow(levels=self.levels, blocks=self.blocks, hidden=self.hidden,
                                           context_features=self.context_features,
-                                          encoder_blocks=self.encoder_blocks)
+                                          encoder_blocks=self.encoder_blocks, dtype=self.dtype)
 
     def noise_and_log_density(self, eps: Array, value: Array, context: Optional[Array] = None) -> tuple[Array, Array]:
         """Maps standard-normal `eps` to noise u and its density log q(u | value, context).

@@ -6,6 +6,7 @@ home is `jcnf.metrics`.
 """
 
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, diag_gaussian, standardizer
-from jcnf.distributions.normal import standard_normal_log_prob
+from jcnf.distributions.normal import log_density_dtype, standard_normal_log_prob
 
-__all__ = ["ConditionalDiagGaussian", "SplitPrior", "diag_gaussian", "standard_normal_log_prob", "standardizer"]
+__all__ = ["ConditionalDiagGaussian", "SplitPrior", "diag_gaussian", "log_density_dtype", "standard_normal_log_prob",
+           "standardizer"]

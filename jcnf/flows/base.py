@@ -5,6 +5,13 @@ standard-normal latent of the value's shape. Conditional base densities and
 split priors are part of that bijection (they standardize their part of the
 latent), so `log p(value | context) = log N(z; 0, I) + log|det dz/dvalue|`
 and sampling at temperature T inverts z = T * eps.
+
+Precision: a flow's `dtype` (e.g. jnp.bfloat16) is the computation dtype of
+its networks (coupling conditioners, context encoder) only. Parameters,
+the bijective path from value to latent, log-dets, base log-densities and
+the loss stay float32 whatever the value's dtype: a bfloat16 value or latent
+is promoted to float32 on entry, and float64 ones stay float64
+(`jcnf.distributions.log_density_dtype`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 from jax import Array
 
 from jcnf import _checks
-from jcnf.distributions.normal import standard_normal_log_prob
+from jcnf.distributions.normal import log_density_dtype, standard_normal_log_prob
 from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
 
@@ -108,7 +115,7 @@ class ConditionalFlow(nn.Module):
             _checks.check_finite("value", value)
             _checks.check_finite("context", context)
         self._marker(tuple(value.shape[1:]))
-        return self._forward(value, context)
+        return self._forward(value.astype(log_density_dtype(value.dtype)), context)
 
     def inverse_and_log_det(self, z: Array, context: Array) -> tuple[Array, Array]:
         """Maps latent to value; returns (value, log|det dvalue/dz|), the latter [batch]."""
@@ -123,7 +130,7 @@ class ConditionalFlow(nn.Module):
         if self.check_finite:
             _checks.check_finite("z", z)
             _checks.check_finite("context", context)
-        return self._inverse(z, context)
+        return self._inverse(z.astype(log_density_dtype(z.dtype)), context)
 
     def inverse(self, z: Array, context: Array) -> Array:
         """Maps latent to value, shape [batch, *event_shape]."""

@@ -16,6 +16,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, standardizer
+from jcnf.distributions.normal import log_density_dtype
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowBlock
 from jcnf.flows.registry import register
@@ -55,7 +56,8 @@ class ConditionalGlow(ConditionalFlow):
         full-resolution features too, space-to-depth (`ContextEncoder`'s
         `full_resolution`), so each pixel is conditioned on its own features.
       dtype: computation dtype of the networks (e.g. jnp.bfloat16); the flow's
-        bijective math and parameters stay float32.
+        bijective math, parameters, log-dets and log-densities stay float32
+        (`ConditionalFlow`'s precision policy).
       check_finite: report non-finite inputs instead of returning NaN.
       schedule: how each level's K blocks run over their stacked parameters:
         "scan" (default; one `lax.scan`, compile and init time flat in K),
@@ -134,7 +136,10 @@ class ConditionalGlow(ConditionalFlow):
                              f"by 2^levels = {divisor} (trained on {trained}); got {event_shape}.")
 
     def _features(self, context: Array, event_shape: tuple[int, ...]) -> list[Array]:
-        return self.context_encoder(context, tuple(event_shape[:2]), self.levels)
+        # The priors' heads run in float32 on the encoder's (possibly bfloat16) features: their
+        # log-scales enter the log-density directly.
+        return [features.astype(log_density_dtype(features.dtype))
+                for features in self.context_encoder(context, tuple(event_shape[:2]), self.levels)]
 
     def _run_level(self, level: int, x: Array, features: Array, inverse: bool) -> tuple[Array, Array]:
         return self.level_blocks[level](x, features, inverse=inverse)
@@ -142,7 +147,7 @@ class ConditionalGlow(ConditionalFlow):
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         features = self._features(context, value.shape[1:])
         x = value
-        log_det = jnp.zeros(value.shape[0], value.dtype)
+        log_det = jnp.zeros(value.shape[0], log_density_dtype(value.dtype))
         factored = []
         for level in range(self.levels):
             x = squeeze2x2(x)

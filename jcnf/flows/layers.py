@@ -16,6 +16,7 @@ from jax import Array
 from jcnf.bijectors.actnorm import ActNorm, actnorm_initial_params
 from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
 from jcnf.bijectors.coupling import coupling_param_size, make_coupling
+from jcnf.distributions.normal import log_density_dtype
 from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
 
 
@@ -66,7 +67,8 @@ class CouplingLayer(nn.Module):
       hidden: width of the conditioner.
       swap: transform the first part instead of the second.
       num_bins: spline bins.
-      dtype: computation dtype of a convolutional conditioner.
+      dtype: computation dtype of the conditioner (e.g. jnp.bfloat16); its
+        output returns to x's dtype before the coupling's math.
     """
 
     kind: str = "affine"
@@ -86,7 +88,7 @@ class CouplingLayer(nn.Module):
             net = ConvCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 3
         else:
-            net = MLPCouplingNet(out, self.hidden, name="net")
+            net = MLPCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 1
         bijector = make_coupling(self.kind, net, features, split_index, event_ndims, self.swap, self.num_bins)
         return apply_bijector(bijector, x, inverse)
@@ -128,6 +130,7 @@ class CouplingBlock(nn.Module):
       swap: transform the first half instead of the second.
       num_bins: spline bins.
       actnorm: an ActNorm before the coupling.
+      dtype: computation dtype of the conditioner.
     """
 
     kind: str = "affine"
@@ -135,13 +138,15 @@ class CouplingBlock(nn.Module):
     swap: bool = False
     num_bins: int = 8
     actnorm: bool = True
+    dtype: Optional[jnp.dtype] = None
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         norm = ActNormLayer(event_ndims=1, name="actnorm") if self.actnorm else None
-        couple = CouplingLayer(self.kind, self.hidden, swap=self.swap, num_bins=self.num_bins, name="coupling")
-        log_det = jnp.zeros(x.shape[:1], x.dtype)
+        couple = CouplingLayer(self.kind, self.hidden, swap=self.swap, num_bins=self.num_bins, dtype=self.dtype,
+                               name="coupling")
+        log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
         if not inverse and norm is not None:
             x, log_det = norm(x)
         x, coupling_log_det = couple(x, context, inverse=inverse)
@@ -159,13 +164,14 @@ class CouplingPair(nn.Module):
     hidden: int = 64
     num_bins: int = 8
     actnorm: bool = True
+    dtype: Optional[jnp.dtype] = None
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
-        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, name=name)
+        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, self.dtype, name=name)
                   for swap, name in ((False, "second_half"), (True, "first_half"))]
-        log_det = jnp.zeros(x.shape[:1], x.dtype)
+        log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
         for half in reversed(halves) if inverse else halves:
             x, half_log_det = half(x, context, inverse=inverse)
             log_det = log_det + half_log_det

@@ -9,6 +9,7 @@ from jax import Array
 
 from jcnf import _checks
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, standardizer
+from jcnf.distributions.normal import log_density_dtype
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import CouplingBlock, CouplingPair
 from jcnf.flows.registry import register
@@ -37,6 +38,8 @@ class ConditionalRealNVP(ConditionalFlow):
       num_bins: spline bins.
       actnorm: an ActNorm before each coupling.
       conditional_base: make the base density depend on the context.
+      dtype: computation dtype of the conditioners (e.g. jnp.bfloat16); see
+        `ConditionalFlow` for what stays float32.
       check_finite: report non-finite inputs instead of returning NaN.
       schedule: "scan" the pairs (compile time flat in depth), "unrolled", or
         "reversible" (constant-memory gradients); see `jcnf.flows.stack`.
@@ -48,6 +51,7 @@ class ConditionalRealNVP(ConditionalFlow):
     num_bins: int = 8
     actnorm: bool = True
     conditional_base: bool = True
+    dtype: Optional[jnp.dtype] = None
     check_finite: bool = False
     schedule: str = "scan"
 
@@ -58,7 +62,7 @@ class ConditionalRealNVP(ConditionalFlow):
         check_schedule(self.schedule)
         self.shape_marker = make_shape_marker()
         kwargs = (("kind", self.coupling), ("hidden", self.hidden), ("num_bins", self.num_bins),
-                  ("actnorm", self.actnorm))
+                  ("actnorm", self.actnorm), ("dtype", self.dtype))
         self.pairs = (BlockStack(CouplingPair, kwargs, self.blocks // 2, schedule=self.schedule)
                       if self.blocks >= 2 else None)
         self.last = CouplingBlock(**dict(kwargs), swap=False) if self.blocks % 2 else None
@@ -84,7 +88,7 @@ class ConditionalRealNVP(ConditionalFlow):
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         x = value
-        log_det = jnp.zeros(value.shape[0], value.dtype)
+        log_det = jnp.zeros(value.shape[0], log_density_dtype(value.dtype))
         if self.pairs is not None:
             x, log_det = self.pairs(x, context)
         if self.last is not None:
@@ -98,7 +102,7 @@ class ConditionalRealNVP(ConditionalFlow):
 
     def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
         x = z
-        log_det = jnp.zeros(z.shape[0], z.dtype)
+        log_det = jnp.zeros(z.shape[0], log_density_dtype(z.dtype))
         if self.base is not None:
             mean, log_scale = self.base(context, x.shape[1:], x.shape[0])
             x, log_det = standardizer(mean, log_scale, 1).inverse_and_log_det(x)

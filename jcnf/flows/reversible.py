@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf.distributions.normal import log_density_dtype
+
 PyTree = Any
 # block(params, x, context) -> (y, log_det [batch]): one direction of one invertible block.
 BlockFn = Callable[[PyTree, Array, Array], tuple[Array, Array]]
@@ -49,7 +51,7 @@ def scan_chain(block: BlockFn, stacked_params: PyTree, x: Array, context: Array,
         y, block_log_det = block(block_params, x, context)
         return (y, log_det + block_log_det), None
 
-    log_det = jnp.zeros(x.shape[:1], x.dtype)
+    log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
     (y, log_det), _ = jax.lax.scan(body, (x, log_det), stacked_params, reverse=reverse)
     return y, log_det
 

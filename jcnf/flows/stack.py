@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf.distributions.normal import log_density_dtype
 from jcnf.flows.reversible import reversible_chain, scan_chain, stack_params
 
 PyTree = Any
@@ -112,7 +113,7 @@ class BlockStack(nn.Module):
             return reversible_chain(direction, undo, stacked, x, context, reverse=inverse)
         if self.schedule != "unrolled":
             return scan_chain(direction, stacked, x, context, reverse=inverse)
-        log_det = jnp.zeros(x.shape[:1], x.dtype)
+        log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
         order = reversed(range(self.length)) if inverse else range(self.length)
         for index in order:
             x, block_log_det = direction(_slice(stacked, index), x, context)

@@ -47,16 +47,22 @@ class MLPCouplingNet(nn.Module):
       out_features: conditioner outputs.
       hidden: width of the hidden layers.
       depth: number of hidden layers.
+      dtype: computation dtype (e.g. bfloat16); parameters stay float32 and
+        the output has x_half's dtype.
     """
 
     out_features: int
     hidden: int = 64
     depth: int = 2
+    dtype: Optional[jnp.dtype] = None
 
     @nn.compact
     def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
         """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
-        h = x_half if context is None else jnp.concatenate([x_half, context], -1)
+        h = x_half if context is None else jnp.concatenate([x_half, context.astype(x_half.dtype)], -1)
+        if self.dtype is not None:
+            h = h.astype(self.dtype)
         for layer in range(self.depth):
-            h = nn.relu(nn.Dense(self.hidden, name=f"hidden_{layer}")(h))
-        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="output")(h)
+            h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name=f"hidden_{layer}")(h))
+        out = nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="output")(h)
+        return out.astype(x_half.dtype)
