@@ -28,7 +28,8 @@ from jcnf import bijectors as jb
 from jcnf.baselines import DiscretizedLogisticBaseline, FactorizedBernoulli
 from jcnf.dequantize import BinaryDequantizer, VariationalDequantizer, uniform_dequantization
 from jcnf.distributions import standard_normal_log_prob
-from jcnf.flows import ConditionalGlow, ConditionalRealNVP, SuperResolutionGlow
+from jcnf.flows import ConditionalGlow, ConditionalMAF, ConditionalRealNVP, SuperResolutionGlow
+from jcnf.nets import DeepSetEmbedding
 
 Array = jax.Array
 # (value, context) -> (output, log|det d output / d value| of shape [batch], or None when not a bijection).
@@ -142,6 +143,31 @@ def _coupling(kind: str, swap: bool = False) -> Callable[[Any], Case]:
     return make
 
 
+def _autoregressive(transformer: str) -> Callable[[Any], Case]:
+    params_per_dim = jb.transformer_param_size(transformer, 4)
+
+    def make(dtype: Any) -> Case:
+        dim, features = 3, 2
+        weight = jnp.tril(jax.random.normal(_key(4), (dim, dim), dtype), -1)
+        scale = jax.random.normal(_key(5), (params_per_dim,), dtype)
+        mixing = 0.5 * jax.random.normal(_key(6), (features, dim * params_per_dim), dtype)
+
+        def conditioner(x: Array, context: Array) -> Array:
+            # Entry i of `x @ weight.T` sums x_j over j < i only: an autoregressive map, as a MADE's.
+            from_value = (x @ weight.T)[..., None] * scale.reshape((1,) * x.ndim + scale.shape)
+            return jnp.tanh(from_value + (context @ mixing).reshape(*context.shape[:-1], dim, params_per_dim))
+
+        def bijector(context: Array) -> distrax.Bijector:
+            return jb.ConditionalMaskedAutoregressive(conditioner, context, transformer, num_bins=4)
+        value = jax.random.normal(_key(1), (2, dim), dtype)
+        context = jax.random.normal(_key(3), (2, features), dtype)
+        return Case(forward=lambda v, c: bijector(c).forward_and_log_det(v), value=value, context=context,
+                    other_context=context + 1.0, inverse=lambda y, c: bijector(c).inverse_and_log_det(y),
+                    bad_input=lambda: jb.ConditionalMaskedAutoregressive(conditioner, context, "quadratic"),
+                    bad_match="`transformer`")
+    return make
+
+
 # Flows ---------------------------------------------------------------------
 
 def _flow(model: Any, value: Array, context: Array, scale: float, bad_value: Array, bad_match: str,
@@ -162,6 +188,18 @@ def _realnvp(dtype: Any) -> Case:
     # (float64 ones stay exact, test_float64).
     return _flow(ConditionalRealNVP(layers=3, hidden=8), value, context, 0.1, value[:, :1], "dim >= 2", dtype,
                  round_trip_atol=1e-4)
+
+
+def _maf(transformer: str, embedding: bool = False) -> Callable[[Any], Case]:
+    def make(dtype: Any) -> Case:
+        value = jax.random.normal(_key(1), (2, 3), dtype)
+        # With a set embedding the context is 3 items of 2 features each.
+        shape = (2, 3, 2) if embedding else (2, 2)
+        context = jax.random.normal(_key(2), shape, dtype)
+        model = ConditionalMAF(blocks=2, hidden=8, transformer=transformer, num_bins=4,
+                               embedding=DeepSetEmbedding(features=4, hidden=8, depth=1) if embedding else None)
+        return _flow(model, value, context, 0.1, value[:, :, None], "`value`", dtype, round_trip_atol=1e-4)
+    return make
 
 
 def _glow(dtype: Any) -> Case:
@@ -258,7 +296,12 @@ REGISTRY = (
     Entry("affine_coupling_swapped", _coupling("affine", swap=True)),
     Entry("additive_coupling", _coupling("additive")),
     Entry("spline_coupling", _coupling("spline")),
+    Entry("masked_autoregressive_affine", _autoregressive("affine")),
+    Entry("masked_autoregressive_spline", _autoregressive("spline")),
     Entry("realnvp", _realnvp),
+    Entry("maf_affine", _maf("affine")),
+    Entry("maf_spline", _maf("spline")),
+    Entry("maf_set_embedding", _maf("affine", embedding=True)),
     Entry("glow", _glow, {"float64": _GLOW_FLOAT32}),
     Entry("superres_glow", _superres, {"float64": _GLOW_FLOAT32}),
     Entry("uniform_dequantizer", _uniform, {
