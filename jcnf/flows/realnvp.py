@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf import _checks
 from jcnf.distributions.gaussian import ConditionalDiagGaussian
+from jcnf.flows._vector import check_vector_inputs
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import CouplingPair, CouplingStep
 from jcnf.flows.stack import StepStack
@@ -19,9 +20,12 @@ class ConditionalRealNVP(ConditionalFlow):
 
     Layers alternate which half of the vector is transformed (alternating
     masks over the first and second half), each with an MLP conditioner on
-    concat(unchanged half, context); an optional ActNorm precedes each
-    coupling. With `conditional_base`, the latent's Gaussian has a mean and
-    log-scale computed from the context.
+    concat(unchanged half, context); an optional ActNorm and a mixing of the
+    entries precede each coupling. Without mixing, each half only ever sees
+    the other half as a whole; a learned LU linear map ("lu") or a reversal
+    ("reverse") between couplings lets every entry condition every other.
+    With `conditional_base`, the latent's Gaussian has a mean and log-scale
+    computed from the context.
 
     Consecutive layers are paired (second half, then first half) and the
     layers // 2 pairs run as one scan over their stacked parameters
@@ -35,6 +39,11 @@ class ConditionalRealNVP(ConditionalFlow):
       num_bins: spline bins.
       actnorm: an ActNorm before each coupling.
       conditional_base: make the base density depend on the context.
+      mixing: "lu", "reverse" or "none" (see above), before each coupling.
+      conditioner: "mlp" (`MLPCouplingNet`) or "residual" (`ResidualMLPCouplingNet`).
+      embedding: a Flax module mapping the context [B, ...] to features [B, F'],
+        trained jointly with the flow (e.g. `jcnf.nets.DeepSetEmbedding`); None
+        feeds the context [B, F] itself.
       check_finite: report non-finite inputs instead of returning NaN.
       scan_steps: scan the pairs (compile time flat in depth); False unrolls them.
     """
@@ -45,6 +54,9 @@ class ConditionalRealNVP(ConditionalFlow):
     num_bins: int = 8
     actnorm: bool = True
     conditional_base: bool = True
+    mixing: str = "none"
+    conditioner: str = "mlp"
+    embedding: Optional[nn.Module] = None
     check_finite: bool = False
     scan_steps: bool = True
 
@@ -54,31 +66,33 @@ class ConditionalRealNVP(ConditionalFlow):
             raise ValueError(f"`layers` must be >= 1; got {self.layers}.")
         self.shape_marker = make_shape_marker()
         kwargs = (("kind", self.coupling), ("hidden", self.hidden), ("num_bins", self.num_bins),
-                  ("actnorm", self.actnorm))
+                  ("actnorm", self.actnorm), ("mixing", self.mixing), ("conditioner", self.conditioner))
         self.pairs = (StepStack(CouplingPair, kwargs, self.layers // 2, scan=self.scan_steps)
                       if self.layers >= 2 else None)
         self.last = CouplingStep(**dict(kwargs), swap=False) if self.layers % 2 else None
         self.base = ConditionalDiagGaussian() if self.conditional_base else None
 
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
-        _checks.check_float_array("context", context, "[batch, context_features]", (2,))
-        if value is not None:
-            _checks.check_float_array("value", value, "[batch, dim] with dim >= 2", (2,))
-            if value.shape[1] < 2:
-                raise ValueError(f"`value` must have shape [batch, dim] with dim >= 2; got {_checks.describe(value)}.")
-            _checks.check_same_batch("value", value, "context", context)
+        check_vector_inputs(value, context, self.embedding, min_dim=2)
 
     def _trained_context_width(self, params) -> Optional[int]:
-        # The first coupling's conditioner reads concat(first half of the value, context).
+        # The first coupling's conditioner reads concat(first half of the value, context) in its "Dense_0".
         # Only a shape is read: the pairs' stacked leading axis does not change a kernel's last two.
         first = params["pairs"]["steps"]["second_half"] if "pairs" in params else params.get("last")
-        kernel = (first or {}).get("coupling", {}).get("MLPCouplingNet_0", {}).get("Dense_0", {}).get("kernel")
-        if kernel is None or "shape_marker" not in params:
+        nets = (first or {}).get("coupling", {})
+        kernel = next((net["Dense_0"]["kernel"] for name, net in nets.items()
+                       if name.endswith("CouplingNet_0") and "Dense_0" in net), None)
+        if kernel is None or "shape_marker" not in params or self.embedding is not None:
             return None
         dim = params["shape_marker"]["value_shape"].shape[-1]
+        # With reversal mixing the first coupling reads the reversed vector's first part: the same size.
         return int(kernel.shape[-2]) - dim // 2
 
+    def _features(self, context: Array) -> Array:
+        return context if self.embedding is None else self.embedding(context)
+
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
+        context = self._features(context)
         x = value
         log_det = jnp.zeros(value.shape[0], value.dtype)
         if self.pairs is not None:
@@ -93,6 +107,7 @@ class ConditionalRealNVP(ConditionalFlow):
         return x, log_det
 
     def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
+        context = self._features(context)
         x = z
         log_det = jnp.zeros(z.shape[0], z.dtype)
         if self.base is not None:

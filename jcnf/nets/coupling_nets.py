@@ -61,3 +61,34 @@ class MLPCouplingNet(nn.Module):
         for _ in range(self.depth):
             h = nn.relu(nn.Dense(self.hidden)(h))
         return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros)(h)
+
+
+class ResidualMLPCouplingNet(nn.Module):
+    """concat(x_half, context) -> Dense -> residual blocks -> ReLU -> zero Dense.
+
+    Each block is h + Dense(ReLU(Dense(ReLU(h)))); the context is also added
+    to every block's input through its own projection, so it reaches deep
+    layers directly rather than only through the first one (nflows'
+    ResidualNet does the same). The first Dense is "Dense_0", as in
+    `MLPCouplingNet`, so both record the context width in the same place.
+
+    Attributes:
+      out_features: conditioner outputs.
+      hidden: width of the residual stream.
+      blocks: number of residual blocks.
+    """
+
+    out_features: int
+    hidden: int = 64
+    blocks: int = 2
+
+    @nn.compact
+    def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
+        """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
+        h = nn.Dense(self.hidden, name="Dense_0")(x_half if context is None else
+                                                  jnp.concatenate([x_half, context], -1))
+        for index in range(self.blocks):
+            inner = h if context is None else h + nn.Dense(self.hidden, name=f"context_{index}")(context)
+            inner = nn.Dense(self.hidden, name=f"block_{index}_0")(nn.relu(inner))
+            h = h + nn.Dense(self.hidden, name=f"block_{index}_1")(nn.relu(inner))
+        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="out")(nn.relu(h))
