@@ -26,11 +26,14 @@ def test_sample_and_log_prob_agrees_with_log_prob_of_the_samples():
     np.testing.assert_allclose(dist.log_prob(samples), log_prob, atol=1e-4)
 
 
-def test_scanned_and_unrolled_blocks_give_the_same_density():
+def test_scanned_unrolled_and_reversible_blocks_give_the_same_density():
     model, variables, value, context = _setup()
-    unrolled = jcnf.ConditionalMAF(blocks=2, hidden=8, scan_steps=False)
+    unrolled = jcnf.ConditionalMAF(blocks=2, hidden=8, schedule="unrolled")
     # Same parameters, same operations in another program: float32 rounding only.
     np.testing.assert_allclose(unrolled.apply(variables, value, context), model.apply(variables, value, context),
+                               atol=1e-5)
+    reversible = jcnf.ConditionalMAF(blocks=2, hidden=8, schedule="reversible")
+    np.testing.assert_allclose(reversible.apply(variables, value, context), model.apply(variables, value, context),
                                atol=1e-5)
 
 

@@ -88,19 +88,17 @@ class CouplingLayer(nn.Module):
         transformed = split_index if self.swap else size - split_index
         out = coupling_param_size(self.kind, transformed, self.num_bins)
         if x.ndim == 4:
-            net = ConvCouplingNet(out, self.hidden, dtype=self.dtype)
+            net = ConvCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 3
-        elif self.conditioner == "residual":
-            net = ResidualMLPCouplingNet(out, self.hidden)
-            event_ndims = 1
         else:
-            net = MLPCouplingNet(out, self.hidden)
+            net_type = ResidualMLPCouplingNet if self.conditioner == "residual" else MLPCouplingNet
+            net = net_type(out, self.hidden, name="net")
             event_ndims = 1
         bijector = make_coupling(self.kind, net, features, split_index, event_ndims, self.swap, self.num_bins)
         return apply_bijector(bijector, x, inverse)
 
 
-class GlowStep(nn.Module):
+class GlowBlock(nn.Module):
     """ActNorm -> LU 1x1 conv -> conditional coupling; the context enters only the coupling."""
 
     hidden: int = 512
@@ -127,7 +125,7 @@ class GlowStep(nn.Module):
         return x, ld1 + ld2 + ld3
 
 
-class CouplingStep(nn.Module):
+class CouplingBlock(nn.Module):
     """An optional ActNorm, a mixing of the entries, then a conditional coupling (vectors).
 
     Attributes:
@@ -179,7 +177,7 @@ class CouplingStep(nn.Module):
 
 
 def _mix(layer: Optional[InvConv1x1Layer], mixing: str, x: Array, inverse: bool) -> tuple[Array, Array]:
-    """Applies a CouplingStep's mixing; the reversal and "none" are volume preserving."""
+    """Applies a CouplingBlock's mixing; the reversal and "none" are volume preserving."""
     if layer is not None:
         return layer(x, inverse=inverse)
     zeros = jnp.zeros(x.shape[:1], x.dtype)
@@ -187,7 +185,7 @@ def _mix(layer: Optional[InvConv1x1Layer], mixing: str, x: Array, inverse: bool)
 
 
 class CouplingPair(nn.Module):
-    """Two `CouplingStep`s, transforming the second half and then the first: one scanned RealNVP step.
+    """Two `CouplingBlock`s, transforming the second half and then the first: one scanned RealNVP block.
 
     With `mixing="reverse"` both transform the second half: the reversal
     before each already alternates which entries that is.
@@ -204,13 +202,13 @@ class CouplingPair(nn.Module):
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
         swaps = (False, False) if self.mixing == "reverse" else (False, True)
-        steps = [CouplingStep(self.kind, self.hidden, swap, self.num_bins, self.actnorm, self.mixing,
-                              self.conditioner, name=name)
-                 for swap, name in zip(swaps, ("second_half", "first_half"), strict=True)]
+        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, self.mixing,
+                                self.conditioner, name=name)
+                  for swap, name in zip(swaps, ("second_half", "first_half"), strict=True)]
         log_det = jnp.zeros(x.shape[:1], x.dtype)
-        for step in reversed(steps) if inverse else steps:
-            x, step_log_det = step(x, context, inverse=inverse)
-            log_det = log_det + step_log_det
+        for half in reversed(halves) if inverse else halves:
+            x, half_log_det = half(x, context, inverse=inverse)
+            log_det = log_det + half_log_det
         return x, log_det
 
 
@@ -221,6 +219,9 @@ class ShapeMarker(nn.Module):
     is taken from the example passed to `init` and stored as the *shape* of an
     empty array [0, *event_shape]: it costs no memory, travels with the
     parameter tree (checkpoints, preconditioning copies) and is static under jit.
+    Kept in the parameters rather than only in a saved model's JSON because
+    `model.apply(variables, rng, context, method="sample")` must work on the
+    parameters `init` returns, before and without any saving.
     """
 
     @nn.compact

@@ -5,7 +5,7 @@ conditioner on the value and the context, an affine or rational-quadratic
 spline transformer) followed by a reversal of the vector, so consecutive
 blocks condition in opposite orders. The blocks are identical in structure
 and run as one `lax.scan` over parameters stacked on a leading axis
-(`params["blocks"]["steps"]`, leaves [blocks, ...]), so compile time stays
+(`params["stack"]["blocks"]`, leaves [blocks, ...]), so compile time stays
 flat in depth.
 
 Density evaluation (value -> latent) is one MADE pass per block; sampling
@@ -25,7 +25,7 @@ from jcnf.bijectors.autoregressive import (
 )
 from jcnf.flows._vector import check_vector_inputs
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
-from jcnf.flows.stack import StepStack
+from jcnf.flows.stack import BlockStack, check_schedule
 from jcnf.nets.made import MADE
 
 
@@ -72,7 +72,8 @@ class ConditionalMAF(ConditionalFlow):
         trained jointly with the flow (e.g. `jcnf.nets.DeepSetEmbedding`); None
         feeds the context [B, F] itself.
       check_finite: report non-finite inputs instead of returning NaN.
-      scan_steps: scan the blocks (compile time flat in depth); False unrolls them.
+      schedule: "scan" the blocks (compile time flat in depth), "unrolled", or
+        "reversible" (constant-memory gradients); see `jcnf.flows.stack`.
     """
 
     blocks: int = 5
@@ -83,24 +84,25 @@ class ConditionalMAF(ConditionalFlow):
     bound: float = 4.0
     embedding: Optional[nn.Module] = None
     check_finite: bool = False
-    scan_steps: bool = True
+    schedule: str = "scan"
 
     def setup(self):
         """Builds the submodules."""
         if self.blocks < 1:
             raise ValueError(f"`blocks` must be >= 1; got {self.blocks}.")
         transformer_param_size(self.transformer, self.num_bins)
+        check_schedule(self.schedule)
         self.shape_marker = make_shape_marker()
         kwargs = (("transformer", self.transformer), ("hidden", self.hidden), ("depth", self.depth),
                   ("num_bins", self.num_bins), ("bound", self.bound))
-        self.stack = StepStack(MaskedAutoregressiveBlock, kwargs, self.blocks, scan=self.scan_steps)
+        self.stack = BlockStack(MaskedAutoregressiveBlock, kwargs, self.blocks, schedule=self.schedule)
 
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
         check_vector_inputs(value, context, self.embedding)
 
     def _trained_context_width(self, params) -> Optional[int]:
         # The MADE's context kernel is [F, hidden] (with the stacked leading axis in front).
-        kernel = params.get("stack", {}).get("steps", {}).get("made", {}).get("context", {}).get("kernel")
+        kernel = params.get("stack", {}).get("blocks", {}).get("made", {}).get("context", {}).get("kernel")
         if kernel is None or self.embedding is not None:
             return None
         return int(kernel.shape[-2])

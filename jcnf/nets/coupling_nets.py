@@ -32,12 +32,11 @@ class ConvCouplingNet(nn.Module):
         """Args: x_half [B, H, W, C1]; features [B, H, W, F] or None. Returns [B, H, W, out]."""
         inputs = x_half if features is None else jnp.concatenate([x_half, features.astype(x_half.dtype)], -1)
         # Conv2D rather than nn.Conv: these nets run inside the flow's scan over
-        # steps, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
-        # Named as nn.Conv's would be, with the same parameters.
-        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype, name="Conv_0")(inputs))
-        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype, name="Conv_1")(h))
+        # blocks, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
+        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype, name="conv_in")(inputs))
+        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype, name="conv_hidden")(h))
         out = Conv2D(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                     name="Conv_2")(h)
+                     name="conv_out")(h)
         return out.astype(x_half.dtype)
 
 
@@ -58,37 +57,37 @@ class MLPCouplingNet(nn.Module):
     def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
         """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
         h = x_half if context is None else jnp.concatenate([x_half, context], -1)
-        for _ in range(self.depth):
-            h = nn.relu(nn.Dense(self.hidden)(h))
-        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros)(h)
+        for layer in range(self.depth):
+            h = nn.relu(nn.Dense(self.hidden, name=f"hidden_{layer}")(h))
+        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="output")(h)
 
 
 class ResidualMLPCouplingNet(nn.Module):
     """concat(x_half, context) -> Dense -> residual blocks -> ReLU -> zero Dense.
 
-    Each block is h + Dense(ReLU(Dense(ReLU(h)))); the context is also added
-    to every block's input through its own projection, so it reaches deep
-    layers directly rather than only through the first one (nflows'
-    ResidualNet does the same). The first Dense is "Dense_0", as in
+    Each residual block is h + Dense(ReLU(Dense(ReLU(h)))); the context is
+    also added to every block's input through its own projection, so it
+    reaches deep layers directly rather than only through the first one
+    (nflows' ResidualNet does the same). The first Dense is "hidden_0", as in
     `MLPCouplingNet`, so both record the context width in the same place.
 
     Attributes:
       out_features: conditioner outputs.
       hidden: width of the residual stream.
-      blocks: number of residual blocks.
+      depth: number of residual blocks.
     """
 
     out_features: int
     hidden: int = 64
-    blocks: int = 2
+    depth: int = 2
 
     @nn.compact
     def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
         """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
-        h = nn.Dense(self.hidden, name="Dense_0")(x_half if context is None else
-                                                  jnp.concatenate([x_half, context], -1))
-        for index in range(self.blocks):
+        h = nn.Dense(self.hidden, name="hidden_0")(x_half if context is None else
+                                                   jnp.concatenate([x_half, context], -1))
+        for index in range(self.depth):
             inner = h if context is None else h + nn.Dense(self.hidden, name=f"context_{index}")(context)
-            inner = nn.Dense(self.hidden, name=f"block_{index}_0")(nn.relu(inner))
-            h = h + nn.Dense(self.hidden, name=f"block_{index}_1")(nn.relu(inner))
-        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="out")(nn.relu(h))
+            inner = nn.Dense(self.hidden, name=f"residual_{index}_0")(nn.relu(inner))
+            h = h + nn.Dense(self.hidden, name=f"residual_{index}_1")(nn.relu(inner))
+        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="output")(nn.relu(h))
