@@ -41,6 +41,11 @@ class CommandLine:
     distributed: str
 
 
+def default_config_file(experiment: str) -> str:
+    """The path of experiments/configs/<experiment>.py."""
+    return os.path.join(_CONFIG_DIR, f"{experiment}.py")
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """`get_config(name)` of the file in `spec` = "path/to/file.py[:name]"; a missing name is "default"."""
     path, _, name = spec.partition(":")
@@ -127,7 +132,7 @@ def parse_command_line(argv: Sequence[str] | None, experiment: str, description:
 
     rest, overrides = _split_overrides(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=os.path.join(_CONFIG_DIR, f"{experiment}.py"),
+    parser.add_argument("--config", default=default_config_file(experiment),
                         help="PATH[:NAME]: get_config(NAME) of the config file PATH (NAME default|smoke|paper); "
                              "then --config.KEY=VALUE overrides one field")
     parser.add_argument("--out", default=os.path.join("out", experiment),

@@ -7,6 +7,11 @@ likelihood and reports held-out log-likelihood against a conditional
 Gaussian baseline fitted in closed form, plus a sample check.
 
     python -m experiments.demo --out out/demo
+    python -m experiments.demo apply --run out/demo --input radii.npy --output out/demo_apply
+
+The trained flow is saved in OUT/model/ (`jcnf.load_model`). `apply` samples it at the contexts (ring
+radii, a .npy of shape [B] or [B, 1]) of `--input`: samples.npy [N, B, 2], and each context's sample
+mean and std.
 
 Settings: experiments/configs/demo.py (default, smoke); `--config.KEY=VALUE` overrides one. Training
 is `jcnf.train.fit` over the device mesh (batches split across devices and processes); a rerun with the
@@ -25,6 +30,7 @@ import optax
 
 import jcnf
 from experiments import _hosts
+from experiments._apply import parse_apply, report, split_apply, write_npy
 from experiments._config import parse_command_line
 
 
@@ -49,7 +55,31 @@ def gaussian_baseline_log_prob(train: dict, test: dict) -> float:
     return float(np.mean(-0.5 * (maha + logdet + 2 * np.log(2 * np.pi))))
 
 
+def apply(argv: list[str]) -> dict:
+    """Samples the saved flow at the radii of `--input`."""
+    command = parse_apply(argv, "demo", __doc__, lambda parser: parser.add_argument(
+        "--samples", type=int, default=1000, help="samples per context"))
+    with command.input.open("rb") as f:
+        radii = np.load(f, allow_pickle=False)
+    width = command.trained.context_shape[-1]
+    if radii.ndim not in (1, 2) or (radii.ndim == 2 and radii.shape[1] != width) or not np.issubdtype(
+            radii.dtype, np.number):
+        raise ValueError(f"`--input` must hold contexts of shape [B] or [B, {width}]; got shape {radii.shape} "
+                         f"and dtype {radii.dtype}.")
+    context = radii.reshape(-1, width).astype(np.float32)
+    samples = np.asarray(command.trained.sample(jax.random.PRNGKey(command.options.seed), context,
+                                                command.options.samples))
+    written = [write_npy(command.output / "samples.npy", samples)]
+    radius = np.linalg.norm(samples, axis=-1)
+    summary = {"contexts": context[:, 0].tolist(), "sample_mean": samples.mean(0).tolist(),
+               "sample_std": samples.std(0).tolist(), "sample_radius_mean": radius.mean(0).tolist()}
+    return report(written, summary)
+
+
 def main(argv: list[str] | None = None) -> dict:
+    apply_argv = split_apply(argv)
+    if apply_argv is not None:
+        return apply(apply_argv)
     command = parse_command_line(argv, "demo", __doc__)
     _hosts.start(command.distributed)
     config = command.config
@@ -70,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     state = jcnf.train.fit(model, train, steps, state=initial, log_every=250, steps_per_dispatch=10,
                            checkpoint_dir=_hosts.checkpoint_dir(out, "flow"), checkpoint_every=500,
                            metrics_path=_hosts.metrics_file(out, "flow"), progress=_hosts.is_writer(),
-                           **options).state
+                           model_dir=str(out / "model"), **options).state
     train_seconds = time.time() - start
 
     evaluate = jax.jit(lambda p, v, c: jnp.mean(model.apply({"params": p}, v, c)))

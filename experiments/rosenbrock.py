@@ -15,6 +15,13 @@ each of several budgets, and the speed-up at matched exact KL is reported
 
     python -m experiments.rosenbrock --out out/rosenbrock
     python -m experiments.rosenbrock --config experiments/configs/rosenbrock.py:paper --out out/rosenbrock_paper
+    python -m experiments.rosenbrock apply --run out/rosenbrock --input y.npy --output out/y --refine 80
+
+Saved models: OUT/model/ is the amortized flow q(x | y) (context: an observation y, shape [2]);
+OUT/refined_model/ is its preconditioned refinement for the run's y_obs (the same context). `apply`
+samples the amortized flow at a new observation (a .npy of shape [2], e.g. the run's OUT/y_obs.npy):
+samples.npy, mean.npy, std.npy;
+with `--refine STEPS` it also refines a copy for that observation (refined_*.npy, refined_model/).
 
 Settings: experiments/configs/rosenbrock.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
@@ -35,7 +42,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments import _hosts  # noqa: E402
+from experiments import _apply, _hosts  # noqa: E402
 from experiments._budgets import budget_sweep, check_sweep, plot_budgets  # noqa: E402
 from experiments._config import parse_command_line  # noqa: E402
 from experiments._figures import save  # noqa: E402
@@ -88,7 +95,24 @@ def sample_metrics(samples: np.ndarray, reference: GridPosterior) -> dict:
             "cov_relative_error": float(np.linalg.norm(cov - ref_cov) / np.linalg.norm(ref_cov))}
 
 
+def apply(argv: list[str]) -> dict:
+    """The posterior at the observation of `--input` (a .npy of shape [2]), optionally refined."""
+    command = _apply.parse_apply(argv, "rosenbrock", __doc__,
+                                 lambda parser: _apply.add_posterior_options(parser, 2000))
+    y_obs = _apply.read_array(command.input, command.trained.context_shape, "an observation y")
+
+    def refinement() -> _apply.Refinement:
+        config = _apply.run_config(command, "rosenbrock")
+        return _apply.Refinement(paper_toy_operator(), config.data.noise_std, inverse.rosenbrock_log_prob,
+                                 num_samples=config.train.batch, learning_rate=config.vi.lr)
+
+    return _apply.posterior_apply(command, jnp.asarray(y_obs), jnp.asarray(y_obs)[None], refinement)
+
+
 def main(argv: list[str] | None = None) -> dict:
+    apply_argv = _apply.split_apply(argv)
+    if apply_argv is not None:
+        return apply(apply_argv)
     command = parse_command_line(argv, "rosenbrock", __doc__)
     _hosts.start(command.distributed)
     config = command.config
@@ -108,8 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
                          steps=config.train.epochs * steps_per_epoch,
                          batch_size=config.train.batch, optimizer=optax.adam(schedule), seed=config.seed, log_every=100,
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
-                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
-    amortized = low.params["flow"]
+                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"), model_dir=str(out / "model"))
+    amortized = low.params
     low_seconds = time.time() - start
 
     # High fidelity: one observation through the paper's A.
@@ -146,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         return model.init(rng, value, jnp.broadcast_to(y_obs, (config.train.batch, 2)))["params"]
 
     clock = time.time()
-    preconditioned = run("preconditioned", inverse.precondition(amortized), config.vi.preconditioned_steps)
+    preconditioned = run("preconditioned", inverse.precondition(amortized), config.vi.preconditioned_steps,
+                         model_dir=str(out / "refined_model"))
     preconditioned_seconds = time.time() - clock
     clock = time.time()
     scratch = run("scratch", scratch_init(0), config.vi.scratch_steps)
@@ -209,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     if sweep:
         plot_budgets(out, sweep, "KL(q || exact posterior), nats")
     _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        _apply.write_npy(out / "y_obs.npy", y_obs)  # the run's observation, an example input of `apply`
     if _hosts.is_writer():
         print(json.dumps({k: results[k] for k in ("reverse_kl_nats", "speedup", "claims", "seconds")}, indent=2))
         if sweep:

@@ -18,6 +18,14 @@ pixels whose truth lies within 1, 2, 3 std of the posterior mean) is reported.
 
     python -m experiments.seismic --out out/seismic              # 64x64, CPU, minutes
     python -m experiments.seismic --config experiments/configs/seismic.py:paper --out out/seismic256   # a GPU
+    python -m experiments.seismic apply --run out/seismic --input y.npy --output out/y --refine 40
+
+Saved models: OUT/model/ is the amortized flow q(x | F^T y) (context: the back-projection F^T y);
+OUT/refined_model/ is its preconditioned refinement for the run's observation. `apply` takes a new
+observation y (a .npy in the operator's output space, like the run's OUT/y_obs.npy; the operator is
+the run's, rebuilt from its config) and writes the amortized posterior's samples.npy, mean.npy,
+std.npy and mean.png / std.png; with `--refine STEPS` also a refined copy's (refined_*,
+refined_model/), with the amortized flow as prior.
 
 Settings: experiments/configs/seismic.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
@@ -37,7 +45,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jcnf  # noqa: E402
-from experiments import _hosts  # noqa: E402
+from experiments import _apply, _hosts  # noqa: E402
 from experiments._budgets import budget_sweep, check_sweep, plot_budgets  # noqa: E402
 from experiments._config import parse_command_line  # noqa: E402
 from experiments._figures import save  # noqa: E402
@@ -57,7 +65,43 @@ def posterior_summary(samples: np.ndarray, truth: np.ndarray) -> dict:
             "mean_std": float(std.mean()), "rmse_of_mean": float(np.sqrt(np.mean((mean - truth) ** 2)))}
 
 
+def seismic_operator(config) -> inverse.LinearOperator:
+    """The run's operator: 50% of a random convolution, drawn from the first of the run's five keys."""
+    op_key = jax.random.split(jax.random.PRNGKey(config.seed), 5)[0]
+    shape = (config.data.size, config.data.size, 1)
+    return inverse.random_convolution_subsample(op_key, shape, config.data.keep)
+
+
+def apply(argv: list[str]) -> dict:
+    """The posterior of the section behind the observation of `--input`, optionally refined."""
+    command = _apply.parse_apply(argv, "seismic", __doc__, lambda parser: _apply.add_posterior_options(parser, 64))
+    config = _apply.run_config(command, "seismic")
+    operator = seismic_operator(config)
+    if (config.data.size, config.data.size, 1) != command.trained.value_shape:
+        raise ValueError(f"The config's sections ({config.data.size}x{config.data.size}) are not the model's "
+                         f"{command.trained.value_shape}: pass the run directory the model came from (`--run`).")
+    y_obs = jnp.asarray(_apply.read_array(command.input, operator.output_shape,
+                                          "an observation y (the operator's output)"))
+    context = operator.adjoint(y_obs[None])
+    trained = command.trained
+
+    def refinement() -> _apply.Refinement:
+        log_prior = inverse.flow_log_prior(trained.model, trained.params, context)
+        return _apply.Refinement(operator, config.data.noise_high, log_prior, num_samples=config.vi.samples,
+                          learning_rate=config.vi.lr)
+
+    def draw(prefix: str, mean: np.ndarray, std: np.ndarray) -> list:
+        # Whitened sections: +-2.5 spans the grey scale, as in posterior.png.
+        return [_apply.write_png(command.output / f"{prefix}mean.png", (np.clip(mean, -2.5, 2.5) + 2.5) / 5.0),
+                _apply.write_png(command.output / f"{prefix}std.png", _apply.std_image(std))]
+
+    return _apply.posterior_apply(command, y_obs, context, refinement, draw)
+
+
 def main(argv: list[str] | None = None) -> dict:
+    apply_argv = _apply.split_apply(argv)
+    if apply_argv is not None:
+        return apply(apply_argv)
     command = parse_command_line(argv, "seismic", __doc__)
     _hosts.start(command.distributed)
     config = command.config
@@ -65,11 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = _hosts.output_dir(command.out)
     start = time.time()
     key = jax.random.PRNGKey(config.seed)
-    op_key, noise_key, obs_key, init_key, sample_key = jax.random.split(key, 5)
+    _, noise_key, obs_key, init_key, sample_key = jax.random.split(key, 5)  # the first: seismic_operator
     shape = (config.data.size, config.data.size, 1)
 
     # Low fidelity: pairs (x, F^T y) from the "low" family; the flow sees the back-projection as context.
-    operator = inverse.random_convolution_subsample(op_key, shape, config.data.keep)
+    operator = seismic_operator(config)
     x_low = seismic.whiten(seismic.synthetic_seismic_images(config.seed, config.data.train_images, config.data.size,
                                                             "low"))
     y_low = operator.apply(jnp.asarray(x_low))
@@ -82,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
                          seed=config.seed,
                          log_every=max(1, min(50, config.train.steps)),
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
-                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"))
-    amortized = low.params["flow"]
+                         checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"), model_dir=str(out / "model"))
+    amortized = low.params
     low_seconds = time.time() - start
 
     # High fidelity: one section of the shifted family, noisier data, the same operator.
@@ -127,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         return model.init(rng, value, jnp.broadcast_to(context, (config.train.batch,) + shape))["params"]
 
     preconditioned, preconditioned_seconds = run("preconditioned", model, inverse.precondition(amortized),
-                                                 config.vi.preconditioned_steps, constant_rate)
+                                                 config.vi.preconditioned_steps, constant_rate,
+                                                 model_dir=str(out / "refined_model"))
     scratch, scratch_seconds = run("scratch", model, scratch_init(0), config.vi.scratch_max_steps, constant_rate)
     corrected, corrected_seconds = run("latent_correction", corrected_model, corrected_init,
                                        config.vi.preconditioned_steps, corrected_step)
@@ -195,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
         plot_budgets(out, sweep, "reverse-KL objective (KL + const)",
                      log_y=min(r["objective"] for r in sweep["runs"]) > 0)
     _hosts.write_outputs(out, config, results)
+    if _hosts.is_writer():
+        _apply.write_npy(out / "y_obs.npy", y_obs)  # the run's observation, an example input of `apply`
     if _hosts.is_writer():
         print(json.dumps({k: results[k] for k in ("posterior", "speedup", "seconds", "claims")}, indent=2))
         if sweep:

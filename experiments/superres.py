@@ -17,6 +17,13 @@ upsampling, and draws them side by side (samples.png).
     python -m experiments.superres --out out/superres              # CPU default, minutes
     python -m experiments.superres --config experiments/configs/superres.py:paper \
         --config.data.tfds_dir=~/tensorflow_datasets --out out/superres_paper   # paper size, ImageNet32
+    python -m experiments.superres apply --run out/superres --input photo.png --output out/photo_x2
+
+The trained flow is saved in OUT/model/. `apply` super-resolves a photograph of any size (the
+low-resolution input; the output is `factor` times larger): the temperature-0 image mode_T0.png,
+`--samples` samples at `--temperature` (sample_*.png) and the per-pixel std of those samples
+(std.png scaled to its maximum, std.npy in [0, 1] units). Large photographs go through the flow in
+tiles of `--tile` input pixels, each with a margin of context around it, so memory stays bounded.
 
 Settings: experiments/configs/superres.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
@@ -24,6 +31,7 @@ Settings: experiments/configs/superres.py (default, paper, smoke); `--config.KEY
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import jax
@@ -34,6 +42,7 @@ from PIL import Image
 
 import jcnf
 from experiments import _hosts
+from experiments._apply import Progress, parse_apply, read_image, report, split_apply, std_image, write_npy, write_png
 from experiments._config import parse_command_line
 from experiments._figures import image_grid
 from jcnf import data as jdata
@@ -238,7 +247,83 @@ def draw(path, columns: dict[str, np.ndarray], examples: int) -> None:
                 for row in range(examples)], path, panel_size=(1.6, 1.6), dpi=120)
 
 
+def _apply_options(parser) -> None:
+    parser.add_argument("--samples", type=int, default=4, help="samples drawn at --temperature")
+    parser.add_argument("--temperature", type=float, default=0.8, help="latent temperature of the samples")
+    parser.add_argument("--tile", type=int, default=64, help="tile side in input pixels")
+    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per call into the flow")
+
+
+def _round_up(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
+def apply(argv: list[str]) -> dict:
+    """Super-resolves the photograph of `--input` with the saved flow, tile by tile."""
+    command = parse_apply(argv, "superres", __doc__, _apply_options)
+    trained, options = command.trained, command.options
+    value_shape, context_shape = trained.value_shape, trained.context_shape
+    if len(value_shape) != 3 or len(context_shape) != 3 or not hasattr(trained.model, "levels"):
+        raise ValueError(f"The model at {command.model_path} is not an image flow of a low-resolution image "
+                         f"(value {value_shape}, context {context_shape}).")
+    factor = value_shape[0] // context_shape[0]
+    photo = read_image(command.input, value_shape[-1])
+    height, width = photo.shape[:2]
+    # Tiles are cut from the low-resolution input: their sides times `factor` must divide by 2^levels.
+    multiple = 2 ** trained.model.levels // math.gcd(2 ** trained.model.levels, factor)
+    margin = _round_up(4, multiple)  # input pixels of context around every tile, against seams
+    tile = max(multiple, options.tile // multiple * multiple)
+    core = (min(_round_up(height, multiple), tile), min(_round_up(width, multiple), tile))
+    grid = (-(-height // core[0]), -(-width // core[1]))
+    low = photo.astype(np.float32) / jdata.NUM_BINS  # the training pairs' units, k / 256
+    padded = np.pad(low, ((margin, margin + grid[0] * core[0] - height), (margin, margin + grid[1] * core[1] - width),
+                          (0, 0)), mode="edge")
+    window = (core[0] + 2 * margin, core[1] + 2 * margin)
+    inner = tuple(slice(margin * factor, (margin + side) * factor) for side in core)  # a tile's output without margin
+    positions = [(row * core[0], column * core[1]) for row in range(grid[0]) for column in range(grid[1])]
+    canvas_shape = (grid[0] * core[0] * factor, grid[1] * core[1] * factor, value_shape[-1])
+    mode = np.zeros(canvas_shape, np.uint8)
+    samples = np.zeros((options.samples,) + canvas_shape, np.uint8)
+    std = np.zeros(canvas_shape, np.float32)
+    finite = True
+    batch = min(options.tile_batch, len(positions))
+    key = jax.random.PRNGKey(options.seed)
+    progress = Progress(len(positions), "tiles")
+    for start in range(0, len(positions), batch):
+        chunk = positions[start:start + batch]
+        context = np.stack([padded[y:y + window[0], x:x + window[1]] for y, x in chunk])
+        # The last batch is filled up with copies: one shape, one compilation.
+        context = np.concatenate([context, np.repeat(context[-1:], batch - len(chunk), axis=0)])
+        tile_key = jax.random.fold_in(key, start)
+        tile_mode = np.asarray(trained.sample(tile_key, context, 1, 0.0))[0]
+        tile_samples = np.asarray(trained.sample(tile_key, context, options.samples, options.temperature))
+        finite = finite and bool(np.isfinite(tile_mode).all() and np.isfinite(tile_samples).all())
+        for index, (y, x) in enumerate(chunk):
+            target = (slice(y * factor, (y + core[0]) * factor), slice(x * factor, (x + core[1]) * factor))
+            mode[target] = _to_pixels(tile_mode[index][inner])
+            samples[(slice(None),) + target] = _to_pixels(tile_samples[:, index][(slice(None),) + inner])
+            std[target] = tile_samples[:, index][(slice(None),) + inner].std(0)
+        progress.update(len(chunk))
+    progress.close()
+    out_h, out_w = height * factor, width * factor
+    written = [write_png(command.output / "mode_T0.png", mode[:out_h, :out_w])]
+    written += [write_png(command.output / f"sample_{i:02d}.png", sample[:out_h, :out_w])
+                for i, sample in enumerate(samples)]
+    written += [write_png(command.output / "std.png", std_image(std[:out_h, :out_w])),
+                write_npy(command.output / "std.npy", std[:out_h, :out_w])]
+    return report(written, {"input_size": [height, width], "output_size": [out_h, out_w], "factor": factor,
+                            "tiles": len(positions), "temperature": options.temperature, "finite": finite})
+
+
+def _to_pixels(values: np.ndarray) -> np.ndarray:
+    """A flow sample (dequantized, in [0, 1)) to its 8-bit image: the bin it falls in."""
+    return np.asarray(jdata.quantize(np.nan_to_num(values)) * jdata.NUM_BINS).astype(np.uint8)
+
+
 def main(argv: list[str] | None = None) -> dict:
+    apply_argv = split_apply(argv)
+    if apply_argv is not None:
+        return apply(apply_argv)
     command = parse_command_line(argv, "superres", __doc__)
     _hosts.start(command.distributed)
     config = command.config
@@ -283,7 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
         state, history = fit(model, batches(), train.steps, optimizer=optimizer, dequantizer=dq,
                              seed=config.seed, log_every=max(train.steps // 10, 1), metrics_path=metrics_path,
                              checkpoint_dir=_hosts.checkpoint_dir(out, name),
-                             checkpoint_every=train.checkpoint_every)
+                             checkpoint_every=train.checkpoint_every,
+                             model_dir=str(out / "model") if name == "cnf" else None)
         trained[name] = state
         seconds[f"{name}_train"] = time.time() - clock
         results[name] = {"params": count_params(state.params["flow"]),

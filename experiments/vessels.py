@@ -19,6 +19,13 @@ fundus photograph scikit-image ships (no mask: a qualitative figure).
     python -m experiments.vessels --config.data.source=synthetic --out out/vessels_noise  # pixel-noise control
     python -m experiments.vessels --config experiments/configs/vessels.py:paper \
         --config.data.drive_dir=~/downloads --out out/vessels_drive       # DRIVE at full size, GPU
+    python -m experiments.vessels apply --run out/vessels --input fundus.png --output out/fundus_vessels
+
+The trained flow is saved in OUT/model/. `apply` segments a fundus photograph (RGB; resized to
+`--size` pixels high, by default the run's retina figure size, since the flow learned vessels at
+that scale; its field of view is where the red channel exceeds 0.1): the probability map (the mean
+of the binary samples, probability.png/.npy), `--samples` binary samples (sample_*.png) and the
+per-pixel std of those samples (std.png scaled to its maximum, std.npy), all zero outside the FOV.
 
 Settings: experiments/configs/vessels.py (default, paper, smoke); `--config.KEY=VALUE` overrides one.
 """
@@ -38,6 +45,7 @@ from skimage import transform as sktransform
 import jcnf
 from experiments import _hosts
 from experiments import _vessels_figures as figures
+from experiments._apply import parse_apply, read_image, report, run_config, split_apply, std_image, write_npy, write_png
 from experiments._config import parse_command_line
 from jcnf import metrics
 from jcnf.baselines import FactorizedBernoulli
@@ -112,13 +120,13 @@ def _load(config) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------
 
 
-def _train(model, crops, config, out, name, dequantizer=None):
+def _train(model, crops, config, out, name, dequantizer=None, model_dir=None):
     train = config.train
     result = jcnf.train.fit(model, crops, steps=train.steps, batch_size=train.batch, seed=config.seed,
                             optimizer=jcnf.train.default_optimizer(train.lr, warmup=min(100, train.steps // 10 + 1)),
                             dequantizer=dequantizer, metrics_path=_hosts.metrics_file(out, name),
                             checkpoint_dir=_hosts.checkpoint_dir(out, name) if train.checkpoints else None,
-                            log_every=max(1, min(100, train.steps // 4)))
+                            log_every=max(1, min(100, train.steps // 4)), model_dir=model_dir)
     return result.state, result.history
 
 
@@ -223,14 +231,22 @@ def _score(soft, samples, test) -> dict:
 # --------------------------------------------------------------------------
 
 
-def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-image's fundus photograph at `size` pixels: image [1, S, S, 3] in [0, 1], FOV [1, S, S, 1]."""
-    photo = skdata.retina().astype(np.float64) / 255.0
-    image = sktransform.resize(photo, (size, size), anti_aliasing=True)
+def _fundus_photo(photo: np.ndarray, size: tuple[int, int], multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fundus photograph (uint8 [H, W, 3]) resized to `size`: image [1, h, w, 3] in [0, 1], FOV [1, h, w, 1].
+
+    Both are zero-padded at the bottom and right to multiples of `multiple`.
+    """
+    photo = photo.astype(np.float64) / 255.0
+    image = sktransform.resize(photo, size, anti_aliasing=True)
     # The FOV is the bright disc on a black surround; its red channel separates them.
-    fov = sktransform.resize(photo[..., 0] > 0.1, (size, size), order=0)[..., None]
+    fov = sktransform.resize(photo[..., 0] > 0.1, size, order=0)[..., None]
     return (_pad_to_multiple(image[None].astype(np.float32), multiple),
             _pad_to_multiple(fov[None], multiple).astype(bool))
+
+
+def _real_retina(size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's fundus photograph at `size` pixels: image [1, S, S, 3] in [0, 1], FOV [1, S, S, 1]."""
+    return _fundus_photo(skdata.retina(), (size, size), multiple)
 
 
 def _claims(scores: dict, bpp_cnf: float, bpp_factorized: float, reference_name: str) -> dict:
@@ -275,7 +291,41 @@ def _claims(scores: dict, bpp_cnf: float, bpp_factorized: float, reference_name:
 # --------------------------------------------------------------------------
 
 
+def _apply_options(parser) -> None:
+    parser.add_argument("--samples", type=int, default=16, help="binary samples drawn")
+    parser.add_argument("--size", type=int, default=0,
+                        help="height the photograph is resized to (0: the run's eval.retina_size or data.size)")
+
+
+def apply(argv: list[str]) -> dict:
+    """Segments the fundus photograph of `--input` with the saved flow."""
+    command = parse_apply(argv, "vessels", __doc__, _apply_options)
+    trained, options = command.trained, command.options
+    if trained.context_shape is None or len(trained.context_shape) != 3 or trained.context_shape[-1] != 2:
+        raise ValueError(f"The model at {command.model_path} does not take fundus contexts [H, W, 2] (it was "
+                         f"trained on contexts {trained.context_shape}).")
+    photo = read_image(command.input, 3)
+    config = run_config(command, "vessels")
+    height = options.size or config.eval.retina_size or config.data.size
+    size = (height, max(1, round(photo.shape[1] * height / photo.shape[0])))
+    image, fov = _fundus_photo(photo, size, 2 ** trained.model.levels)
+    context = fundus_context(image, fov)
+    draws = np.asarray(binarize(trained.sample(jax.random.PRNGKey(options.seed), context, options.samples)))
+    inside = fov[0, :size[0], :size[1]]
+    draws = draws[:, 0, :size[0], :size[1]] * inside
+    probability, std = draws.mean(0), draws.std(0)
+    written = [write_png(command.output / "probability.png", probability),
+               write_npy(command.output / "probability.npy", probability[..., 0])]
+    written += [write_png(command.output / f"sample_{i:02d}.png", draw) for i, draw in enumerate(draws)]
+    written += [write_png(command.output / "std.png", std_image(std)), write_npy(command.output / "std.npy", std)]
+    return report(written, {"size": list(size), "vessel_fraction_in_fov": float(probability[inside].mean()),
+                            "mean_std_in_fov": float(std[inside].mean())})
+
+
 def main(argv: list[str] | None = None) -> dict:
+    apply_argv = split_apply(argv)
+    if apply_argv is not None:
+        return apply(apply_argv)
     command = parse_command_line(argv, "vessels", __doc__)
     _hosts.start(command.distributed)
     config = command.config
@@ -293,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
                                    hidden=model_config.baseline_features, positive_weight=model_config.positive_weight)
 
     clock = time.time()
-    flow_state, flow_history = _train(flow, crops, config, out, "cnf", dequantizer)
+    flow_state, flow_history = _train(flow, crops, config, out, "cnf", dequantizer, model_dir=str(out / "model"))
     flow_seconds = time.time() - clock
     clock = time.time()
     baseline_state, baseline_history = _train(baseline, crops, config, out, "baseline")

@@ -12,16 +12,25 @@ import importlib.metadata
 # First, so that distrax is first imported under jcnf._distrax's narrow warning filter.
 import jcnf._distrax  # noqa: F401
 from jcnf import bijectors, distributions, flows, nets
-from jcnf.flows import ConditionalFlow, ConditionalGlow, ConditionalMAF, ConditionalRealNVP, SuperResolutionGlow
+from jcnf.flows import (
+    ConditionalFlow,
+    ConditionalGlow,
+    ConditionalMAF,
+    ConditionalRealNVP,
+    Standardization,
+    SuperResolutionGlow,
+    TrainedModel,
+    load_model,
+    save_model,
+)
 
 __version__ = importlib.metadata.version("jcnf")
 
 _LAZY_SUBPACKAGES = ("baselines", "data", "dequantize", "inverse", "metrics", "sharding", "train")
 
-__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalMAF", "ConditionalRealNVP", "SuperResolutionGlow",
-           "__version__",
-           "baselines", "bijectors", "data", "dequantize", "distributions", "flows", "inverse", "metrics", "nets",
-           "sharding", "train"]
+__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalMAF", "ConditionalRealNVP", "Standardization",
+           "SuperResolutionGlow", "TrainedModel", "__version__", "baselines", "bijectors", "data", "dequantize",
+           "distributions", "flows", "inverse", "load_model", "metrics", "nets", "save_model", "sharding", "train"]
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ against the ~2.7 nats that training gains.
 
 import json
 
+import jcnf
 from tests._multihost import assert_same_results, run_single_and_pair
 
 
@@ -27,4 +28,8 @@ def test_demo_learns_the_ring_on_one_and_two_processes(tmp_path):
     assert ll["flow_trained"] > ll["flow_initial"] + 1.0
     assert abs(results["sample_radius_at_context_2"]["mean"] - 2.0) < 0.15
     assert (single / "flow_metrics.jsonl").stat().st_size > 0
+    # Both runs saved the trained flow (process 0 of the pair); it loads with the ring's shapes.
+    assert (pair / "model" / "model.json").is_file()
+    trained = jcnf.load_model(single / "model")
+    assert trained.value_shape == (2,) and trained.context_shape == (1,)
     assert_same_results(single, pair, rtol=0.0, atol=0.02)

@@ -38,7 +38,8 @@ def test_rosenbrock_smoke_one_and_two_processes(tmp_path):
     single, pair = run_single_and_pair("rosenbrock", tmp_path)
     on_disk = json.loads((single / "results.json").read_text())
     assert json.loads((single / "config.json").read_text())["vi"]["preconditioned_steps"] == 10
-    for name in ("loss_curves.png", "posterior_samples.png", "preconditioned_metrics.jsonl"):
+    for name in ("loss_curves.png", "posterior_samples.png", "preconditioned_metrics.jsonl", "y_obs.npy",
+                 "model/model.json", "refined_model/model.json"):
         assert (single / name).stat().st_size > 0
     metrics = on_disk["posterior_metrics"]
     # Exact samples of the grid reference are close to it (histogram KL of 2000 samples on 30x30

@@ -26,7 +26,7 @@ def test_seismic_smoke_one_and_two_processes(tmp_path):
     on_disk = json.loads((single / "results.json").read_text())
     assert json.loads((single / "config.json").read_text())["vi"]["preconditioned_steps"] == 4
     for name in ("loss_curves.png", "posterior.png", "budget_sweep.png", "scratch_metrics.jsonl",
-                 "forward_kl_anchor_metrics.jsonl"):
+                 "forward_kl_anchor_metrics.jsonl", "y_obs.npy", "model/model.json", "refined_model/model.json"):
         assert (single / name).stat().st_size > 0
     # Every training run checkpoints under its own name, so an interrupted run resumes.
     for name in ("low_fidelity", "preconditioned", "scratch", "latent_correction", "forward_kl_anchor",

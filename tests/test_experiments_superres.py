@@ -80,6 +80,7 @@ def test_superres_smoke_one_and_two_processes_then_resumes(tmp_path):
     single, pair = run_single_and_pair("superres", tmp_path)
     results = json.loads((single / "results.json").read_text())
     assert (single / "samples.png").stat().st_size > 1000
+    assert (single / "model" / "model.json").is_file() and (pair / "model" / "model.json").is_file()
     # The baseline's head width is chosen to match the flow's parameter count:
     # within 15% at this tiny size (one width step changes it by a few percent).
     assert abs(results["baseline"]["params"] / results["cnf"]["params"] - 1) < 0.15

@@ -22,6 +22,7 @@ def test_vessels_smoke_one_and_two_processes(tmp_path):
     assert json.loads((single / "config.json").read_text())["data"]["source"] == "structured"
     for name in ("pr_curves", "pr_scatter", "samples", "soft_images", "capillaries", "retina"):
         assert (single / f"{name}.png").stat().st_size > 1000, name
+    assert (single / "model" / "model.json").is_file() and (pair / "model" / "model.json").is_file()
     for model in ("CNF", "factorized"):
         scores = results["scores"][model]
         for key in ("max_f1", "auc_pr", "roc_auc", "ece", "sample_precision_mean", "sample_recall_mean",

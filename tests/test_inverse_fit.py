@@ -46,7 +46,7 @@ def problem():
     y = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
     low = jcnf.train.fit(model, {"value": x, "context": y}, steps=300, batch_size=64, progress=False,
                          optimizer=jcnf.train.default_optimizer(3e-3))
-    return model, operator, np.asarray(mean), np.asarray(cov), low.params["flow"]
+    return model, operator, np.asarray(mean), np.asarray(cov), low.params
 
 
 def fit(model, operator, params, steps, **kwargs):
@@ -91,11 +91,16 @@ def test_recovers_linear_gaussian_posterior_from_scratch_with_checkpoints(proble
     jax.tree.map(np.testing.assert_array_equal, again.params, result.params)
 
 
-def test_recovers_linear_gaussian_posterior_preconditioned(problem):
+def test_recovers_linear_gaussian_posterior_preconditioned(problem, tmp_path):
     model, operator, mean, cov, amortized = problem
     before = jax.tree.map(np.array, amortized)
     params = inverse.precondition(amortized)
-    result = fit(model, operator, params, 200)
+    result = fit(model, operator, params, 200, model_dir=tmp_path / "refined")
+    # The refined flow was saved for the observation's context; loaded, it is the same density.
+    refined = jcnf.load_model(tmp_path / "refined")
+    x = jnp.asarray(mean)[None]
+    np.testing.assert_allclose(refined.log_prob(x, Y_OBS[None]),
+                               model.apply({"params": result.params}, x, Y_OBS[None]), rtol=1e-5, atol=1e-5)
     check_posterior(model, result.params, mean, cov)
     check_kl(result)
     # The amortized flow still describes a different problem (denoising): it starts worse.

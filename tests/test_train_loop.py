@@ -25,9 +25,10 @@ def test_fit_on_arrays_logs_evaluates_and_samples(tmp_path):
 
     result = train.fit(MODEL, data, 12, batch_size=32, optimizer=optax.adam(1e-2), log_every=5,
                        eval_fn=lambda state: evaluate(state, data), eval_every=6, sample_fn=sample_fn,
-                       sample_every=10, metrics_path=tmp_path / "metrics.jsonl", progress=False)
+                       sample_every=10, metrics_path=tmp_path / "metrics.jsonl", progress=False,
+                       model_dir=tmp_path / "model")
     state, history = result
-    assert int(state.step) == 12 and result.params is state.params
+    assert int(state.step) == 12 and result.params is state.params["flow"]
     train_steps = [r["step"] for r in history if "loss" in r]
     eval_steps = [r["step"] for r in history if "eval_loss" in r]
     assert train_steps == [5, 10, 12] and eval_steps == [6, 12]
@@ -35,6 +36,12 @@ def test_fit_on_arrays_logs_evaluates_and_samples(tmp_path):
     assert sorted(samples) == [10, 12] and samples[12].shape == (4, 2)
     with open(tmp_path / "metrics.jsonl") as f:
         assert [json.loads(line) for line in f] == history
+    # The trained flow was saved with the batches' shapes; loaded, it is the same density (float32 rounding).
+    trained = jcnf.load_model(tmp_path / "model")
+    assert trained.value_shape == (2,) and trained.context_shape == data["context"].shape[1:]
+    np.testing.assert_allclose(trained.log_prob(data["value"][:4], data["context"][:4]),
+                               MODEL.apply({"params": result.params}, data["value"][:4], data["context"][:4]),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_resume_fast_forwards_a_plain_iterator(tmp_path):

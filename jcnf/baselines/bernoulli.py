@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf import _checks
+from jcnf.flows.registry import register
 from jcnf.nets.encoder import ResidualBlock
 
 _IMAGE = "[batch, height, width, channels]"
@@ -45,6 +46,7 @@ def bernoulli_log_prob(value: Array, logits: Array, positive_weight: float = 1.0
     return jnp.sum(per_pixel, axis=tuple(range(1, value.ndim)))
 
 
+@register
 class FactorizedBernoulli(nn.Module):
     """p(y | x) = prod_i Bernoulli(y_i; sigmoid(f(x)_i)) for binary images y [B, H, W, C].
 

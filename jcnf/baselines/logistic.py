@@ -26,6 +26,7 @@ from jax import Array
 from jcnf import _checks
 from jcnf.bijectors.squeeze import unsqueeze2x2
 from jcnf.flows.base import make_shape_marker
+from jcnf.flows.registry import register
 from jcnf.nets.context import SKIPS, upsample_context
 from jcnf.nets.encoder import ResidualBlock
 from jcnf.nets.rrdb import make_encoder
@@ -130,6 +131,7 @@ def mixture_sample(rng: Array, logits: Array, means: Array, log_scales: Array, t
     return jnp.clip(jnp.floor(x * num_bins), 0, num_bins - 1) / num_bins
 
 
+@register
 class DiscretizedLogisticBaseline(nn.Module):
     """Factorized p(value | context): a mixture of discretized logistics per sub-pixel.
 

@@ -24,6 +24,18 @@ from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
 
 
+def params_wrapper_error(params: Any) -> Optional[str]:
+    """What is wrong when `params` is a wrapper around the model's parameters, or None."""
+    if not isinstance(params, Mapping) or "shape_marker" in params:
+        return None
+    if "flow" in params and set(params) <= {"flow", "dequantizer"}:
+        return ("`params` is a train state's dict of parameter trees {'flow': ...}; pass its 'flow' entry, "
+                "`state.params['flow']` (a `fit` result's `.params` is already the flow's).")
+    if set(params) == {"params"}:
+        return "`params` is a variables dict {'params': ...}; pass `variables['params']`."
+    return None
+
+
 class ConditionalFlow(nn.Module):
     """Base class: subclasses define `_forward`, `_inverse` and `_check_inputs`.
 
@@ -33,6 +45,10 @@ class ConditionalFlow(nn.Module):
     """
 
     def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        if not self.is_initializing():
+            message = params_wrapper_error(self.variables.get("params", {}))
+            if message:
+                raise ValueError(message)
         return self.shape_marker(event_shape)
 
     # Subclass hooks ---------------------------------------------------------

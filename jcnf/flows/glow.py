@@ -18,6 +18,7 @@ from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, standardizer
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import GlowBlock
+from jcnf.flows.registry import register
 from jcnf.flows.stack import BlockStack, check_schedule
 from jcnf.nets.rrdb import make_encoder
 
@@ -30,6 +31,7 @@ def _unstandardize(eps: Array, mean: Array, log_scale: Array) -> tuple[Array, Ar
     return standardizer(mean, log_scale, 3).inverse_and_log_det(eps)
 
 
+@register
 class ConditionalGlow(ConditionalFlow):
     """p(value | context) for images, value [B, H, W, C] float (NHWC).
 

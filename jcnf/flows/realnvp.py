@@ -12,9 +12,11 @@ from jcnf.distributions.gaussian import ConditionalDiagGaussian, standardizer
 from jcnf.flows._vector import check_vector_inputs
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
 from jcnf.flows.layers import CouplingBlock, CouplingPair
+from jcnf.flows.registry import register
 from jcnf.flows.stack import BlockStack, check_schedule
 
 
+@register
 class ConditionalRealNVP(ConditionalFlow):
     """p(value | context) for vectors: value [B, D] (D >= 2), context [B, F].
 

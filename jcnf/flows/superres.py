@@ -24,9 +24,11 @@ from jax import Array
 
 from jcnf import _checks
 from jcnf.flows.glow import ConditionalGlow
+from jcnf.flows.registry import register
 from jcnf.nets.context import SKIPS, upsample_context
 
 
+@register
 class SuperResolutionGlow(ConditionalGlow):
     """A `ConditionalGlow` of value - upsample(context) given the context [B, H/r, W/r, C].
 

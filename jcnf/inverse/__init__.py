@@ -1,7 +1,7 @@
 """Inverse problems: forward operators, priors, the posterior objective and preconditioned VI.
 
     lo = jcnf.train.fit(model, {"value": x, "context": y}, steps=2000, batch_size=64)
-    hi = jcnf.inverse.fit_reverse_kl(model, jcnf.inverse.precondition(lo.params["flow"]), y_obs,
+    hi = jcnf.inverse.fit_reverse_kl(model, jcnf.inverse.precondition(lo.params), y_obs,
                                      forward_op, noise_std, jcnf.inverse.rosenbrock_log_prob, steps=80)
 
 Fitting many observations with one compilation: build

@@ -1,7 +1,7 @@
 """`fit_reverse_kl`: variational inference for one observation, on the training engine.
 
     lo = jcnf.train.fit(model, {"value": x, "context": y}, steps=2000, batch_size=64)
-    hi_init = jcnf.inverse.precondition(lo.params["flow"])
+    hi_init = jcnf.inverse.precondition(lo.params)
     hi = jcnf.inverse.fit_reverse_kl(model, hi_init, y_obs, forward_op, noise_std, log_prior, steps=80)
     samples = model.apply({"params": hi.params}, rng, jnp.repeat(y_obs[None], 1000, 0), method="sample")
 
@@ -42,6 +42,7 @@ from jax.sharding import Mesh
 from jcnf._checks import check_int, describe
 from jcnf.data.arrays import ArrayBatches
 from jcnf.flows.base import trained_event_shape
+from jcnf.flows.saved import save_model
 from jcnf.inverse.latent import FROZEN
 from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs
@@ -114,7 +115,8 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
                    mesh: Optional[Mesh] = None, step: Optional[PosteriorStep] = None,
                    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
                    checkpoint_every: int = 1000, metrics_path: Optional[Union[str, os.PathLike]] = None,
-                   log_every: int = 10, progress: bool = True, steps_per_dispatch: int = 1) -> ReverseKLResult:
+                   log_every: int = 10, progress: bool = True, steps_per_dispatch: int = 1,
+                   model_dir: Optional[Union[str, os.PathLike]] = None) -> ReverseKLResult:
     """Trains q_phi(x) = model(x | context) toward p(x | y_obs) by reverse KL.
 
     Minimizes E_z[ ||F(T(z)) - y_obs||^2 / (2 noise_std^2) - log_prior(T(z))
@@ -162,6 +164,10 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
       steps_per_dispatch: optimizer steps per call into the device (one
         jitted `lax.scan`); small problems, where dispatch dominates, train
         several times faster with 10 or more. Same parameters as single steps.
+      model_dir: at the end, save the trained flow (or latent correction)
+        there (`jcnf.save_model`, process 0 only), with the value's event shape
+        and the context's shape; `jcnf.load_model(model_dir)` samples the
+        posterior given `context`.
 
     Returns:
       A `ReverseKLResult` (params, loss_history, objective_history, state, history).
@@ -230,7 +236,9 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     loss_rows = [(record["step"], record["loss"]) for record in result.history if "loss" in record]
     objective_rows += [(record["step"], record["eval_objective"]) for record in result.history
                        if "eval_objective" in record]
-    return ReverseKLResult(params=result.state.params["flow"],
+    if model_dir is not None and jax.process_index() == 0:
+        save_model(model_dir, model, result.params, value_shape=event_shape, context_shape=context.shape[1:])
+    return ReverseKLResult(params=result.params,
                            loss_history=np.asarray(loss_rows, np.float64).reshape(-1, 2),
                            objective_history=np.asarray(objective_rows, np.float64).reshape(-1, 2),
                            state=result.state, history=result.history)

@@ -25,10 +25,12 @@ from jax import Array
 
 from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.flows.base import trained_event_shape
+from jcnf.flows.registry import register
 
 FROZEN = "frozen"
 
 
+@register
 @dataclasses.dataclass(frozen=True)
 class LatentCorrectedFlow:
     """x = T_theta(shift + exp(log_scale) * z; context) with T_theta frozen.
@@ -45,6 +47,18 @@ class LatentCorrectedFlow:
                           "sample_and_log_prob", "sample"):
             raise ValueError(f"`method` must name a flow method; got {method!r}.")
         return getattr(self, "_" + method)(variables["params"], *args, **kwargs)
+
+    def init(self, rng: Array, value: Array, context: Array) -> dict:
+        """Variables of a fresh flow with the identity correction, {"params": {"frozen", "shift", "log_scale"}}.
+
+        Args:
+          rng: the flow's init key.
+          value: an example value [batch, *event].
+          context: its context [batch, ...].
+        """
+        flow_params = self.flow.init(rng, value, context)["params"]
+        return {"params": {FROZEN: flow_params, "shift": jnp.zeros(value.shape[1:], jnp.float32),
+                           "log_scale": jnp.zeros(value.shape[1:], jnp.float32)}}
 
     def _frozen(self, params: dict) -> dict:
         return {"params": jax.lax.stop_gradient(params[FROZEN])}

@@ -20,7 +20,7 @@ def precondition(params: Any) -> Any:
     p_prior(x) = q_theta(x | y_obs).
 
     Args:
-      params: any pytree of arrays, e.g. `fit(...).params["flow"]`.
+      params: any pytree of arrays, e.g. `fit(...).params`.
 
     Returns:
       A pytree equal to `params`, with the same structure and dtypes,

@@ -41,10 +41,10 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jcnf._checks import check_int
+from jcnf._trees import shape_differences
 from jcnf.train.state import TrainState
 
 _FIELDS = ("step", "params", "opt_state", "rng", "skipped", "skip_run", "ema_params")
-_SHOWN = 5  # entries of each kind listed in a mismatch message
 
 
 def checkpoint_path(directory: str | os.PathLike) -> epath.Path:
@@ -58,26 +58,6 @@ def _to_tree(state: TrainState) -> dict[str, Any]:
     return jax.tree.map(lambda x: jnp.zeros((), x.dtype, device=x.sharding) if x.size == 0 else x, tree)
 
 
-def _key_name(key: Any) -> str:
-    # Dicts, sequences and named tuples are saved as nested dicts and lists:
-    # compare by the plain name or index of each level.
-    for attribute in ("key", "idx", "name"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
-
-
-def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """{"params/flow/...": shape} of every leaf (arrays or orbax array metadata)."""
-    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    return {"/".join(_key_name(key) for key in path): tuple(leaf.shape) for path, leaf in leaves}
-
-
-def _listed(names: list[str]) -> str:
-    more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
-
-
 def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) -> None:
     """Raises a `ValueError` listing the differences when the stored tree is not the template's.
 
@@ -86,24 +66,14 @@ def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) ->
       template_tree: `_to_tree(template)`, with the same placeholders.
       where: the checkpoint's path, for the message.
     """
-    saved, wanted = _shapes(stored), _shapes(template_tree)
     # Parameters first: they say most directly which model the checkpoint is of.
     order = {name: i for i, name in enumerate(("params", "ema_params", "opt_state"))}
     rank = lambda path: (order.get(path.split("/")[0], len(order)), path)  # noqa: E731
-    missing = sorted(set(wanted) - set(saved), key=rank)
-    extra = sorted(set(saved) - set(wanted), key=rank)
-    reshaped = sorted((path for path in set(saved) & set(wanted) if saved[path] != wanted[path]), key=rank)
-    if not (missing or extra or reshaped):
+    differences = shape_differences(stored, template_tree, "the checkpoint", "this model's state", rank)
+    if not differences:
         return
     parts = [f"The checkpoint {where} does not match this model and optimizer (its state differs from the "
-             f"template's)."]
-    if missing:
-        parts.append(f"Missing from the checkpoint ({len(missing)}): {_listed(missing)}.")
-    if extra:
-        parts.append(f"Not in this model's state ({len(extra)}): {_listed(extra)}.")
-    if reshaped:
-        parts.append(f"Shapes differ ({len(reshaped)}): " + _listed(
-            [f"{path} {saved[path]} in the checkpoint vs {wanted[path]}" for path in reshaped]) + ".")
+             f"template's).", *differences]
     raise ValueError(" ".join(parts))
 
 

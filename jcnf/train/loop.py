@@ -30,6 +30,7 @@ from jcnf._checks import check_int
 from jcnf._progress import progress_bar
 from jcnf.data.arrays import ArrayBatches
 from jcnf.dequantize.base import Dequantizer
+from jcnf.flows.saved import save_model
 from jcnf.sharding import make_mesh
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.optimizer import default_optimizer
@@ -46,8 +47,12 @@ class FitResult(NamedTuple):
 
     @property
     def params(self) -> dict:
-        """The final `state.params`, for `jcnf.inverse.precondition(result.params)`."""
-        return self.state.params
+        """The flow's final parameters, `state.params["flow"]`.
+
+        What `model.apply({"params": ...})`, `jcnf.inverse.precondition` and
+        `jcnf.save_model` take; a learned dequantizer's are in `state.params`.
+        """
+        return self.state.params["flow"]
 
 
 class TooManySkippedSteps(RuntimeError):
@@ -92,7 +97,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         checkpoint_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 1000, keep: int = 3,
         metrics_path: Optional[str | os.PathLike] = None, tensorboard_dir: Optional[str | os.PathLike] = None,
         log_every: int = 100, max_consecutive_skips: int = 20, progress: bool = True,
-        steps_per_dispatch: int = 1) -> FitResult:
+        steps_per_dispatch: int = 1, model_dir: Optional[str | os.PathLike] = None) -> FitResult:
     """Trains until `state.step == steps`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     The simplest call trains a flow by maximum likelihood on arrays:
@@ -144,6 +149,9 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         removes the per-step dispatch cost that dominates small models. The
         parameters are those of single steps; every step's metrics are kept.
         Log, eval, sample and checkpoint points stay at their exact steps.
+      model_dir: at the end, save the trained flow there (`jcnf.save_model`,
+        process 0 only) with the value and context shapes of the training
+        batches; `jcnf.load_model(model_dir)` gives it back as a `TrainedModel`.
 
     Returns:
       `FitResult(state, history)`; `history` holds the logged records
@@ -165,6 +173,7 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         batches = iter(data)
     resumable = hasattr(batches, "get_state") and hasattr(batches, "set_state")
 
+    state_given = state is not None
     if state is None:
         # Initialize on the first batch without losing it for training.
         if resumable:
@@ -210,6 +219,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
     periods = [log_every] + [period for period, hook in ((eval_every, eval_fn), (sample_every, sample_fn),
                                                          (checkpoint_every, checkpointer)) if hook is not None]
 
+    example: list[Mapping[str, Any]] = [] if state_given else [first]
+
     def next_batch(step: int) -> Mapping[str, Any]:
         nonlocal consumed
         try:
@@ -217,6 +228,8 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
         except StopIteration:
             raise ValueError(f"`data` ran out of batches at step {step} of {steps}.") from None
         consumed += 1
+        if not example:
+            example.append(batch)
         return batch
 
     def chunk_size(done: int) -> int:
@@ -274,4 +287,18 @@ def fit(model: nn.Module, data: Mapping[str, Any] | tuple | Iterator[Mapping[str
             writer.close()
         if checkpointer is not None:
             checkpointer.close()
-    return FitResult(state, history)
+    result = FitResult(state, history)
+    if model_dir is not None:
+        _save_trained(model, result.params, example[0] if example else next(batches, None), model_dir)
+    return result
+
+
+def _save_trained(model: nn.Module, params: Any, batch: Optional[Mapping[str, Any]],
+                  model_dir: str | os.PathLike) -> None:
+    """Saves the flow with the shapes of one training batch's value and context (process 0)."""
+    if not isinstance(batch, Mapping) or not {"value", "context"} <= set(batch):
+        raise ValueError("`model_dir` needs training batches with 'value' and 'context' (their shapes are saved "
+                         f"with the model); got a batch of type {type(batch).__name__}.")
+    if jax.process_index() == 0:
+        save_model(model_dir, model, params, value_shape=np.shape(batch["value"])[1:],
+                   context_shape=np.shape(batch["context"])[1:])
