@@ -11,19 +11,24 @@ with the log-dets of both maps included, so `log_prob` is the density of the
 user's value. The wrapped flow's parameters are the wrapper's parameters (the
 same tree: the wrapper shares the flow's scope), so a fit_amortized
 posterior's `params` can be fine-tuned with `jcnf.inverse.fit_reverse_kl` in
-the user's units and put back into the same flow.
+the user's units and put back into the same flow. It is the module form of a
+`jcnf.TrainedModel` of a vector flow (`StandardizedFlow.from_trained`), with
+the same maps in the same order: what the layers above need when they train
+through a flow with `model.apply` rather than sample a trained one.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from jcnf.bijectors.box import BoxLogit
 from jcnf.flows.base import ConditionalFlow
+from jcnf.flows.trained import TrainedModel
 
 
 def _along_last(stats: tuple[float, ...], x: Array) -> Array:
@@ -51,6 +56,28 @@ class StandardizedFlow(ConditionalFlow):
     lower: Optional[tuple[float, ...]] = None
     upper: Optional[tuple[float, ...]] = None
     check_finite: bool = False
+
+    @classmethod
+    def from_trained(cls, trained: TrainedModel) -> "StandardizedFlow":
+        """The module form of a `TrainedModel` of a vector flow (value [B, D]); its params fit both."""
+        if not isinstance(trained, TrainedModel) or not isinstance(trained.model, ConditionalFlow):
+            what = type(getattr(trained, "model", trained)).__name__
+            raise ValueError(f"`trained` must be a jcnf.TrainedModel of a jcnf flow; got one of {what}.")
+        if len(trained.value_shape) != 1:
+            raise ValueError(f"`trained` must model vectors [batch, dim]; its value shape is {trained.value_shape}.")
+        dim = trained.value_shape[0]
+        stats = trained.standardization
+
+        def per_feature(entry: Any, size: Optional[int], default: float) -> tuple[float, ...]:
+            array = np.full(size or 1, default) if entry is None else np.asarray(entry, np.float64)
+            return tuple(np.broadcast_to(array, (size or array.size,)).tolist())
+
+        features = None if trained.context_shape is None else trained.context_shape[-1]
+        lower, upper = (None, None) if trained.bounds is None else (
+            per_feature(trained.bounds[0], dim, 0.0), per_feature(trained.bounds[1], dim, 0.0))
+        return cls(trained.model, per_feature(stats.value_loc, dim, 0.0), per_feature(stats.value_scale, dim, 1.0),
+                   per_feature(stats.context_loc, features, 0.0), per_feature(stats.context_scale, features, 1.0),
+                   lower, upper)
 
     def setup(self):
         """Shares the wrapped flow's scope, so both read the same parameter tree."""

@@ -16,7 +16,7 @@ from the training arrays; the host reads one validation loss per epoch.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,37 +28,10 @@ from jcnf import _checks
 from jcnf._progress import progress_bar
 from jcnf.flows.base import ConditionalFlow
 from jcnf.flows.maf import ConditionalMAF
-from jcnf.flows.standardized import StandardizedFlow
+from jcnf.flows.trained import Standardization, TrainedModel
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.steps import apply_loss
-
-
-class AmortizedFit(NamedTuple):
-    """The pieces of a trained amortized posterior.
-
-    Attributes:
-      model: the flow, in standardized units.
-      params: its best parameters (the tree under "params").
-      standardized: `model` in the user's units (`jcnf.flows.StandardizedFlow`),
-        with the same parameters.
-      value_loc, value_scale: [d] statistics of the (logit-mapped) value.
-      context_loc, context_scale: [f] statistics of the context's last axis.
-      bounds: (lower, upper) as float arrays [d], or None.
-      history: one dict per epoch: "epoch", "train_loss", "validation_loss" (nats).
-      best_epoch: the epoch whose parameters were kept.
-    """
-
-    model: ConditionalFlow
-    params: Any
-    standardized: StandardizedFlow
-    value_loc: np.ndarray
-    value_scale: np.ndarray
-    context_loc: np.ndarray
-    context_scale: np.ndarray
-    bounds: Optional[tuple[np.ndarray, np.ndarray]]
-    history: list[dict[str, float]]
-    best_epoch: int
 
 
 def default_posterior_flow(value_dim: int, embedding: Optional[nn.Module] = None) -> ConditionalFlow:
@@ -128,12 +101,48 @@ def _trainer(model: nn.Module):
     return epoch, validation_loss
 
 
-def fit_amortized_flow(value: Any, context: Any, *, model: Optional[ConditionalFlow] = None,
-                       embedding: Optional[nn.Module] = None, bounds: Optional[Sequence[Any]] = None,
-                       standardize: bool = True, validation_fraction: float = 0.1, patience: int = 20,
-                       max_epochs: int = 500, batch_size: int = 256, learning_rate: float = 5e-4,
-                       clip_norm: Optional[float] = 5.0, seed: int = 0, progress: bool = False) -> AmortizedFit:
-    """Trains q(value | context) as `fit_amortized` does and returns its pieces (see `fit_amortized`)."""
+def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] = None,
+                  embedding: Optional[nn.Module] = None, bounds: Optional[Sequence[Any]] = None,
+                  standardize: bool = True, validation_fraction: float = 0.1, patience: int = 20,
+                  max_epochs: int = 500, batch_size: int = 256, learning_rate: float = 5e-4,
+                  clip_norm: Optional[float] = 5.0, seed: int = 0, progress: bool = False) -> TrainedModel:
+    """Trains an amortized posterior q(value | context) on simulated pairs; returns it in the user's units.
+
+    Args:
+      value: the simulated parameters theta, [n, d].
+      context: the simulated observations x, [n, f]; with an `embedding` (or a
+        `model` that has one), [n, ...] as that network reads it.
+      model: the flow to train, in standardized units; default
+        `default_posterior_flow(d, embedding)`.
+      embedding: a summary network for the default flow (ignored with `model`).
+      bounds: (lower, upper), each [d] or a scalar, of a box prior: the flow
+        models logit((value - lower) / (upper - lower)) and its samples lie
+        inside the box. Every row of `value` must lie in the box.
+      standardize: z-score the (logit-mapped) value and the context's last
+        axis with the training rows' mean and standard deviation.
+      validation_fraction: the fraction of rows held out, in (0, 1).
+      patience: stop after this many epochs without a better validation loss (>= 1).
+      max_epochs: at most this many epochs.
+      batch_size: rows per optimizer step (the last partial batch of an epoch is dropped).
+      learning_rate: Adam's rate (`jcnf.train.default_optimizer`).
+      clip_norm: clip gradients to this global norm; None disables clipping.
+      seed: seeds the split, the initialization and the shuffling.
+      progress: show a progress bar over epochs.
+
+    Returns:
+      A `jcnf.TrainedModel` holding the flow, the parameters of the epoch with
+      the best validation loss, the `Standardization` and the bounds;
+      `posterior.sample(rng, x_obs, num_samples=n)` gives [n, batch, d] and
+      `posterior.log_prob(theta, x)` [batch], both in the user's units. Its
+      metadata records the per-epoch losses ("history", nats per row in
+      standardized units) and "best_epoch". For reverse-KL fine-tuning pass
+      it to `jcnf.inverse.fit_reverse_kl` as the model.
+
+    Raises:
+      ValueError: naming the argument, for shapes, non-finite data, a
+        validation fraction outside (0, 1), patience < 1, or bounds with
+        lower >= upper or rows outside them.
+    """
     value_np = np.asarray(value, np.float64)
     context_np = np.asarray(context, np.float64)
     if value_np.ndim != 2 or value_np.shape[1] < 1:
@@ -192,10 +201,8 @@ def fit_amortized_flow(value: Any, context: Any, *, model: Optional[ConditionalF
             break
     bar.close()
 
-    params = jax.device_get(best_params["flow"])
-    standardized = StandardizedFlow(model, tuple(value_loc.tolist()), tuple(value_scale.tolist()),
-                                    tuple(context_loc.tolist()), tuple(context_scale.tolist()),
-                                    None if box is None else tuple(box[0].tolist()),
-                                    None if box is None else tuple(box[1].tolist()))
-    return AmortizedFit(model, params, standardized, value_loc, value_scale, context_loc, context_scale, box,
-                        history, best_epoch)
+    standardization = Standardization(value_loc, value_scale, context_loc, context_scale) if standardize else None
+    metadata = {"history": history, "best_epoch": best_epoch, "validation_fraction": validation_fraction,
+                "patience": patience, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+    return TrainedModel(model, jax.device_get(best_params["flow"]), standardization=standardization, bounds=box,
+                        metadata=metadata, value_shape=value_np.shape[1:], context_shape=context_np.shape[1:])
