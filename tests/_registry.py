@@ -121,6 +121,12 @@ def _conv1x1(dtype: Any, permuted: bool = False) -> Case:
     return _unconditional(bijector, _image(dtype))
 
 
+def _box_logit(dtype: Any) -> Case:
+    lower, upper = jnp.array([-1.0, 0.0, 2.0], dtype), jnp.array([1.0, 0.5, 5.0], dtype)
+    value = lower[None] + (upper - lower)[None] * jax.random.uniform(_key(1), (2, 3), dtype, 0.05, 0.95)
+    return _unconditional(jb.BoxLogit(lower, upper), value)
+
+
 def _squeeze(dtype: Any) -> Case:
     return _unconditional(jb.Squeeze(), _image(dtype, 3), bad_input=lambda: jb.Squeeze().forward(
         jnp.zeros((1, 3, 4, 1), dtype)), bad_match="even height")
@@ -294,6 +300,7 @@ REGISTRY = (
     Entry("conv1x1_permuted", functools.partial(_conv1x1, permuted=True),
           {"context": _UNCONDITIONAL, "bad_input": _NOT_CHECKED}),
     Entry("squeeze", _squeeze, {"context": _UNCONDITIONAL}),
+    Entry("box_logit", _box_logit, {"context": _UNCONDITIONAL, "bad_input": _NOT_CHECKED}),
     Entry("affine_coupling", _coupling("affine")),
     Entry("affine_coupling_swapped", _coupling("affine", swap=True)),
     Entry("additive_coupling", _coupling("additive")),

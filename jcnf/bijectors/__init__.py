@@ -6,6 +6,7 @@ from jcnf.bijectors.autoregressive import (
                                            elementwise_bijector,
                                            transformer_param_size,
 )
+from jcnf.bijectors.box import BoxLogit
 from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
 from jcnf.bijectors.coupling import (
                                      ConditionalAdditiveCoupling,
@@ -17,7 +18,7 @@ from jcnf.bijectors.coupling import (
 from jcnf.bijectors.squeeze import Squeeze, squeeze2x2, unsqueeze2x2
 
 __all__ = [
-    "ActNorm", "actnorm_initial_params", "ConditionalMaskedAutoregressive", "elementwise_bijector",
+    "ActNorm", "actnorm_initial_params", "BoxLogit", "ConditionalMaskedAutoregressive", "elementwise_bijector",
     "transformer_param_size", "InvConv1x1", "random_rotation_lu",
     "ConditionalAdditiveCoupling", "ConditionalAffineCoupling", "ConditionalSplineCoupling",
     "bounded_log_scale", "make_coupling", "Squeeze", "squeeze2x2", "unsqueeze2x2",

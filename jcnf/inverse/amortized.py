@@ -12,6 +12,9 @@ the box with an exact density.
 
 Each epoch is one jitted `lax.scan` over its batches, gathered on the device
 from the training arrays; the host reads one validation loss per epoch.
+Training runs on one local device: simulation budgets fit in its memory, and
+every process of a multi-process job then trains the same model on the same
+pairs, whatever the number of devices.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from jcnf._progress import progress_bar
 from jcnf.flows.base import ConditionalFlow
 from jcnf.flows.maf import ConditionalMAF
 from jcnf.flows.trained import Standardization, TrainedModel
+from jcnf.sharding import make_mesh
 from jcnf.train.optimizer import default_optimizer
 from jcnf.train.state import TrainState, create_state
 from jcnf.train.steps import apply_loss
@@ -172,8 +176,9 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
     else:
         value_loc, value_scale = np.zeros(value_np.shape[1]), np.ones(value_np.shape[1])
         context_loc, context_scale = np.zeros(context_np.shape[-1]), np.ones(context_np.shape[-1])
-    scaled_value = jnp.asarray((unbounded - value_loc) / value_scale, jnp.float32)
-    scaled_context = jnp.asarray((context_np - context_loc) / context_scale, jnp.float32)
+    device = jax.local_devices()[0]
+    scaled_value = jax.device_put(((unbounded - value_loc) / value_scale).astype(np.float32), device)
+    scaled_context = jax.device_put(((context_np - context_loc) / context_scale).astype(np.float32), device)
 
     model = default_posterior_flow(value_np.shape[1], embedding) if model is None else model
     optimizer = default_optimizer(learning_rate, clip_norm=clip_norm)
@@ -181,7 +186,7 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
     train_value, train_context = scaled_value[train_rows], scaled_context[train_rows]
     validation_value, validation_context = scaled_value[validation_rows], scaled_context[validation_rows]
     state = create_state(model, optimizer, rng, {"value": train_value[:batch_size],
-                                                 "context": train_context[:batch_size]})
+                                                 "context": train_context[:batch_size]}, mesh=make_mesh([device]))
     epoch, validation_loss = _trainer(model)
     shuffle = np.random.default_rng(seed + 1)
     batches = len(train_rows) // batch_size
@@ -191,7 +196,7 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
     for index in range(1, max_epochs + 1):
         # Drop the last partial batch, so every epoch has one shape and compiles once.
         order = shuffle.permutation(len(train_rows))[:batches * batch_size].reshape(batches, batch_size)
-        state, train_loss = epoch(state, train_value, train_context, jnp.asarray(order))
+        state, train_loss = epoch(state, train_value, train_context, jax.device_put(order, device))
         loss = float(validation_loss(state.params, validation_value, validation_context))
         history.append({"epoch": index, "train_loss": float(train_loss), "validation_loss": loss})
         bar.update(1)

@@ -101,8 +101,10 @@ class ReverseKLResult(NamedTuple):
     history: list
 
 
-def _user_units_flow(trained: TrainedModel, step: Optional[PosteriorStep]) -> StandardizedFlow:
+def _user_units_flow(trained: TrainedModel, step: Optional[PosteriorStep]) -> nn.Module:
     """The module form of a TrainedModel's flow; with `step`, the one that step was built for."""
+    if not trained.standardization.arrays() and trained.bounds is None:
+        return trained.model  # already in the user's units
     if step is None:
         return StandardizedFlow.from_trained(trained)
     if not isinstance(step.model, StandardizedFlow) or step.model.flow is not trained.model:
