@@ -33,9 +33,9 @@ from jcnf.flows.base import ConditionalFlow
 from jcnf.flows.maf import ConditionalMAF
 from jcnf.flows.trained import Standardization, TrainedModel
 from jcnf.sharding import make_mesh
-from jcnf.train.optimizer import default_optimizer
-from jcnf.train.state import TrainState, create_state
-from jcnf.train.steps import apply_loss
+
+# The train package's public names: their modules move as the engine grows, these stay.
+from jcnf.train import TrainState, apply_loss, create_state, default_optimizer
 
 
 def default_posterior_flow(value_dim: int, embedding: Optional[nn.Module] = None) -> ConditionalFlow:
