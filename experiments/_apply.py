@@ -209,13 +209,15 @@ def posterior_apply(command: ApplyCommand, y_obs: np.ndarray, context: Any,
     if options.refine:
         problem = refinement()
         trained = command.trained
-        result = inverse.fit_reverse_kl(trained.model, inverse.precondition(trained.params), y_obs,
+        # The TrainedModel itself: fit_reverse_kl trains its flow through its standardization and bounds.
+        result = inverse.fit_reverse_kl(trained, inverse.precondition(trained.params), y_obs,
                                         problem.forward_op, problem.noise_std, problem.log_prior,
                                         steps=options.refine, context=context, num_samples=problem.num_samples,
                                         learning_rate=problem.learning_rate, seed=options.seed,
                                         progress=True, log_every=max(1, options.refine // 10),
                                         model_dir=output / "refined_model")
-        models["refined_"] = jcnf.TrainedModel(trained.model, result.params, value_shape=trained.value_shape,
+        models["refined_"] = jcnf.TrainedModel(trained.model, result.params, standardization=trained.standardization,
+                                               bounds=trained.bounds, value_shape=trained.value_shape,
                                                context_shape=trained.context_shape)
     written, summary = [], {}
     for prefix, trained in models.items():

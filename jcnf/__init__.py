@@ -15,6 +15,7 @@ from jcnf import bijectors, distributions, flows, nets
 from jcnf.flows import (
     ConditionalFlow,
     ConditionalGlow,
+    ConditionalMAF,
     ConditionalRealNVP,
     Standardization,
     SuperResolutionGlow,
@@ -27,9 +28,9 @@ __version__ = importlib.metadata.version("jcnf")
 
 _LAZY_SUBPACKAGES = ("baselines", "data", "dequantize", "inverse", "metrics", "sharding", "train")
 
-__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalRealNVP", "Standardization", "SuperResolutionGlow",
-           "TrainedModel", "__version__", "baselines", "bijectors", "data", "dequantize", "distributions", "flows",
-           "inverse", "load_model", "metrics", "nets", "save_model", "sharding", "train"]
+__all__ = ["ConditionalFlow", "ConditionalGlow", "ConditionalMAF", "ConditionalRealNVP", "Standardization",
+           "SuperResolutionGlow", "TrainedModel", "__version__", "baselines", "bijectors", "data", "dequantize",
+           "distributions", "flows", "inverse", "load_model", "metrics", "nets", "save_model", "sharding", "train"]
 
 
 def __getattr__(name: str):

@@ -56,5 +56,7 @@ def test_rosenbrock_smoke_one_and_two_processes(tmp_path):
     assert set(on_disk["claims"]) == {"preconditioning_5x_faster", "preconditioned_posterior_no_worse",
                                       "preconditioning_5x_faster_annealed"}
     assert all(isinstance(c["holds"], bool) and c["evidence"] for c in on_disk["claims"].values())
-    assert (single / "checkpoints" / "low_fidelity").is_dir() and (single / "checkpoints" / "preconditioned").is_dir()
+    # The amortized flow comes from fit_amortized (no checkpoints; its per-epoch losses in low_fidelity_metrics.jsonl).
+    assert (single / "low_fidelity_metrics.jsonl").stat().st_size > 0
+    assert (single / "checkpoints" / "preconditioned").is_dir()
     assert_same_results(single, pair, rtol=1e-3, atol=1e-4)

@@ -23,9 +23,11 @@ def _data(batch=64, dim=3, context_dim=2, seed=0):
 
 
 @pytest.mark.allow_dtype_promotion("optax's Adam raises a Python float to its int32 step count")
-@pytest.mark.parametrize("coupling", ["affine", pytest.param("spline", marks=SPLINE_PROMOTES)])
-def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling):
-    model = jcnf.ConditionalRealNVP(blocks=8, hidden=16, coupling=coupling)
+@pytest.mark.parametrize("coupling,mixing,conditioner", [
+    ("affine", "none", "mlp"), pytest.param("spline", "none", "mlp", marks=SPLINE_PROMOTES),
+    pytest.param("spline", "lu", "residual", marks=SPLINE_PROMOTES)])
+def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling, mixing, conditioner):
+    model = jcnf.ConditionalRealNVP(blocks=8, hidden=16, coupling=coupling, mixing=mixing, conditioner=conditioner)
     value, context = _data()
     variables = jax.jit(model.init)(RNG, value, context)
     roundtrip = jax.jit(lambda v: model.apply(
@@ -47,6 +49,13 @@ def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling):
         first = float(loss) if first is None else first
     assert float(loss) < first
     assert_close(roundtrip({"params": params}), value, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"mixing": "shuffle"}, "`mixing`"),
+                                          ({"conditioner": "transformer"}, "`conditioner`")])
+def test_bad_mixing_or_conditioner_raises_naming_it(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jcnf.ConditionalRealNVP(blocks=2, hidden=4, **kwargs).init(RNG, *_data(batch=2))
 
 
 # The affine coupling with a conditional base is in test_registry.py.

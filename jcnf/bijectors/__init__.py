@@ -1,6 +1,12 @@
 """distrax bijectors of jcnf: forward maps value towards latent."""
 
 from jcnf.bijectors.actnorm import ActNorm, actnorm_initial_params
+from jcnf.bijectors.autoregressive import (
+                                           ConditionalMaskedAutoregressive,
+                                           elementwise_bijector,
+                                           transformer_param_size,
+)
+from jcnf.bijectors.box import BoxLogit
 from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
 from jcnf.bijectors.coupling import (
                                      ConditionalAdditiveCoupling,
@@ -12,7 +18,8 @@ from jcnf.bijectors.coupling import (
 from jcnf.bijectors.squeeze import Squeeze, squeeze2x2, unsqueeze2x2
 
 __all__ = [
-    "ActNorm", "actnorm_initial_params", "InvConv1x1", "random_rotation_lu",
+    "ActNorm", "actnorm_initial_params", "BoxLogit", "ConditionalMaskedAutoregressive", "elementwise_bijector",
+    "transformer_param_size", "InvConv1x1", "random_rotation_lu",
     "ConditionalAdditiveCoupling", "ConditionalAffineCoupling", "ConditionalSplineCoupling",
     "bounded_log_scale", "make_coupling", "Squeeze", "squeeze2x2", "unsqueeze2x2",
 ]

@@ -17,7 +17,10 @@ from jcnf.bijectors.actnorm import ActNorm, actnorm_initial_params
 from jcnf.bijectors.conv1x1 import InvConv1x1, random_rotation_lu
 from jcnf.bijectors.coupling import coupling_param_size, make_coupling
 from jcnf.distributions.normal import log_density_dtype
-from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
+from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet, ResidualMLPCouplingNet
+
+MIXINGS = ("lu", "reverse", "none")
+CONDITIONERS = ("mlp", "residual")
 
 
 def apply_bijector(bijector: distrax.Bijector, x: Array, inverse: bool) -> tuple[Array, Array]:
@@ -69,6 +72,7 @@ class CouplingLayer(nn.Module):
       num_bins: spline bins.
       dtype: computation dtype of the conditioner (e.g. jnp.bfloat16); its
         output returns to x's dtype before the coupling's math.
+      conditioner: the vector conditioner, "mlp" or "residual" (`ResidualMLPCouplingNet`).
     """
 
     kind: str = "affine"
@@ -76,6 +80,7 @@ class CouplingLayer(nn.Module):
     swap: bool = False
     num_bins: int = 8
     dtype: Optional[jnp.dtype] = None
+    conditioner: str = "mlp"
 
     @nn.compact
     def __call__(self, x: Array, features: Optional[Array], inverse: bool = False) -> tuple[Array, Array]:
@@ -88,7 +93,8 @@ class CouplingLayer(nn.Module):
             net = ConvCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 3
         else:
-            net = MLPCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
+            net_type = ResidualMLPCouplingNet if self.conditioner == "residual" else MLPCouplingNet
+            net = net_type(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 1
         bijector = make_coupling(self.kind, net, features, split_index, event_ndims, self.swap, self.num_bins)
         return apply_bijector(bijector, x, inverse)
@@ -122,7 +128,7 @@ class GlowBlock(nn.Module):
 
 
 class CouplingBlock(nn.Module):
-    """An optional ActNorm, then a conditional coupling with an MLP conditioner (vectors).
+    """An optional ActNorm, a mixing of the entries, then a conditional coupling (vectors).
 
     Attributes:
       kind: "affine", "additive" or "spline".
@@ -131,6 +137,10 @@ class CouplingBlock(nn.Module):
       num_bins: spline bins.
       actnorm: an ActNorm before the coupling.
       dtype: computation dtype of the conditioner.
+      mixing: "lu" (a learned LU-parameterized linear map, started at a random
+        rotation, as Glow's 1x1 convolution), "reverse" (reverse the entries)
+        or "none", before the coupling.
+      conditioner: "mlp" or "residual".
     """
 
     kind: str = "affine"
@@ -139,38 +149,67 @@ class CouplingBlock(nn.Module):
     num_bins: int = 8
     actnorm: bool = True
     dtype: Optional[jnp.dtype] = None
+    mixing: str = "none"
+    conditioner: str = "mlp"
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"`mixing` must be one of {list(MIXINGS)}; got {self.mixing!r}.")
+        if self.conditioner not in CONDITIONERS:
+            raise ValueError(f"`conditioner` must be one of {list(CONDITIONERS)}; got {self.conditioner!r}.")
         norm = ActNormLayer(event_ndims=1, name="actnorm") if self.actnorm else None
+        mix = InvConv1x1Layer(event_ndims=1, name="mixing") if self.mixing == "lu" else None
         couple = CouplingLayer(self.kind, self.hidden, swap=self.swap, num_bins=self.num_bins, dtype=self.dtype,
-                               name="coupling")
+                               conditioner=self.conditioner, name="coupling")
         log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
-        if not inverse and norm is not None:
-            x, log_det = norm(x)
+        if not inverse:
+            if norm is not None:
+                x, log_det = norm(x)
+            x, mix_log_det = _mix(mix, self.mixing, x, inverse=False)
+            log_det = log_det + mix_log_det
         x, coupling_log_det = couple(x, context, inverse=inverse)
         log_det = log_det + coupling_log_det
-        if inverse and norm is not None:
-            x, norm_log_det = norm(x, inverse=True)
-            log_det = log_det + norm_log_det
+        if inverse:
+            x, mix_log_det = _mix(mix, self.mixing, x, inverse=True)
+            log_det = log_det + mix_log_det
+            if norm is not None:
+                x, norm_log_det = norm(x, inverse=True)
+                log_det = log_det + norm_log_det
         return x, log_det
 
 
+def _mix(layer: Optional[InvConv1x1Layer], mixing: str, x: Array, inverse: bool) -> tuple[Array, Array]:
+    """Applies a CouplingBlock's mixing; the reversal and "none" are volume preserving."""
+    if layer is not None:
+        return layer(x, inverse=inverse)
+    zeros = jnp.zeros(x.shape[:1], x.dtype)
+    return (x[..., ::-1], zeros) if mixing == "reverse" else (x, zeros)
+
+
 class CouplingPair(nn.Module):
-    """Two `CouplingBlock`s, transforming the second half and then the first: one scanned RealNVP block."""
+    """Two `CouplingBlock`s, transforming the second half and then the first: one scanned RealNVP block.
+
+    With `mixing="reverse"` both transform the second half: the reversal
+    before each already alternates which entries that is.
+    """
 
     kind: str = "affine"
     hidden: int = 64
     num_bins: int = 8
     actnorm: bool = True
     dtype: Optional[jnp.dtype] = None
+    mixing: str = "none"
+    conditioner: str = "mlp"
 
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
-        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, self.dtype, name=name)
-                  for swap, name in ((False, "second_half"), (True, "first_half"))]
+        swaps = (False, False) if self.mixing == "reverse" else (False, True)
+        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, self.dtype, self.mixing,
+                                self.conditioner, name=name)
+                  for swap, name in zip(swaps, ("second_half", "first_half"), strict=True)]
         log_det = jnp.zeros(x.shape[:1], log_density_dtype(x.dtype))
         for half in reversed(halves) if inverse else halves:
             x, half_log_det = half(x, context, inverse=inverse)

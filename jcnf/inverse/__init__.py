@@ -4,11 +4,17 @@
     hi = jcnf.inverse.fit_reverse_kl(model, jcnf.inverse.precondition(lo.params), y_obs,
                                      forward_op, noise_std, jcnf.inverse.rosenbrock_log_prob, steps=80)
 
+Simulation-based inference in one call (an amortized posterior from simulated pairs):
+
+    posterior = jcnf.inverse.fit_amortized(theta, x, bounds=(lower, upper))
+    samples = posterior.sample(rng, x_obs, num_samples=10_000)     # [10000, batch, d]
+
 Fitting many observations with one compilation: build
 `step = jcnf.inverse.posterior_step(model, forward_op, noise_std, log_prior)`
 once and pass `step=step` to each `fit_reverse_kl`.
 """
 
+from jcnf.inverse.amortized import default_posterior_flow, fit_amortized
 from jcnf.inverse.blur import blur_downsample
 from jcnf.inverse.fit import ReverseKLResult, fit_reverse_kl
 from jcnf.inverse.gaussian_posterior import linear_gaussian_posterior
@@ -23,7 +29,7 @@ from jcnf.inverse.priors import gaussian_log_prob, rosenbrock_log_prob, rosenbro
 from jcnf.inverse.romberg import random_convolution_subsample
 
 __all__ = ["LatentCorrectedFlow", "LinearOperator", "PosteriorStep", "ReverseKLResult", "blur_downsample", "dense",
-           "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood", "gaussian_log_prob", "identity",
-           "latent_correction", "linear_gaussian_posterior", "mixed_kl_step", "posterior_log_density", "posterior_step",
-           "precondition", "random_convolution_subsample", "rosenbrock_log_prob", "rosenbrock_sample",
-           "trainable_mask"]
+           "default_posterior_flow", "fit_amortized", "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood",
+           "gaussian_log_prob", "identity", "latent_correction", "linear_gaussian_posterior", "mixed_kl_step",
+           "posterior_log_density", "posterior_step", "precondition", "random_convolution_subsample",
+           "rosenbrock_log_prob", "rosenbrock_sample", "trainable_mask"]

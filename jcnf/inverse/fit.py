@@ -43,6 +43,8 @@ from jcnf._checks import check_int, describe
 from jcnf.data.arrays import ArrayBatches
 from jcnf.flows.base import trained_event_shape
 from jcnf.flows.saved import save_model
+from jcnf.flows.standardized import StandardizedFlow
+from jcnf.flows.trained import TrainedModel
 from jcnf.inverse.latent import FROZEN
 from jcnf.inverse.linear_operator import LinearOperator
 from jcnf.inverse.objective import LogDensity, check_posterior_inputs
@@ -99,6 +101,18 @@ class ReverseKLResult(NamedTuple):
     history: list
 
 
+def _user_units_flow(trained: TrainedModel, step: Optional[PosteriorStep]) -> nn.Module:
+    """The module form of a TrainedModel's flow; with `step`, the one that step was built for."""
+    if not trained.standardization.arrays() and trained.bounds is None:
+        return trained.model  # already in the user's units
+    if step is None:
+        return StandardizedFlow.from_trained(trained)
+    if not isinstance(step.model, StandardizedFlow) or step.model.flow is not trained.model:
+        raise ValueError("`step` was built for another model: with a TrainedModel as `model`, build the step for "
+                         "`jcnf.flows.StandardizedFlow.from_trained(trained)` and pass that flow as `model`.")
+    return step.model
+
+
 def event_shape_of(params: Any) -> tuple[int, ...]:
     """The value's shape [*event] remembered by a jcnf flow's (or latent correction's) parameters."""
     if isinstance(params, dict) and "shift" in params and FROZEN in params:
@@ -126,9 +140,18 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     no optimizer state.
 
     Args:
-      model: the flow (a jcnf flow, or a `LatentCorrectedFlow`).
+      model: the flow (a jcnf flow, or a `LatentCorrectedFlow`), or the
+        `jcnf.TrainedModel` that `fit_amortized` returns. A TrainedModel's flow
+        was trained on standardized (and, with bounds, logit-mapped) values and
+        contexts: it is trained here through those same maps
+        (`jcnf.flows.StandardizedFlow.from_trained`), so `y_obs`, `context`,
+        `forward_op` and `log_prior` all stay in the user's units, and the
+        returned params are again the flow's:
+        `TrainedModel(trained.model, result.params, standardization=trained.standardization,
+        bounds=trained.bounds)` is the fine-tuned posterior.
       params: the starting parameters: `precondition(amortized_params)` for the
-        preconditioned run, a fresh `model.init(...)["params"]` from scratch.
+        preconditioned run (`precondition(trained.params)` for a TrainedModel),
+        a fresh `model.init(...)["params"]` from scratch.
       y_obs: the observation, shape [*observation_shape].
       forward_op: the high-fidelity operator F.
       noise_std: noise standard deviation of y_obs, > 0.
@@ -183,6 +206,10 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     evaluation objective once (per shape); calls without `step` compile anew.
     """
     check_int("steps", steps)
+    trained = model if isinstance(model, TrainedModel) else None
+    if trained is not None:
+        # A fit_amortized posterior: train its flow through its standardization and bounds (user units).
+        model = _user_units_flow(trained, step)
     if step is None:
         step = posterior_step(model, forward_op, noise_std, log_prior, num_samples=64 if num_samples is None
                               else num_samples, optimizer=optimizer,
@@ -243,7 +270,12 @@ def fit_reverse_kl(model: Union[nn.Module, Any], params: Any, y_obs: Array,
     objective_rows += [(record["step"], record["eval_objective"]) for record in result.history
                        if "eval_objective" in record]
     if model_dir is not None and jax.process_index() == 0:
-        save_model(model_dir, model, result.params, value_shape=event_shape, context_shape=context.shape[1:])
+        if trained is not None:
+            save_model(model_dir, TrainedModel(trained.model, result.params, standardization=trained.standardization,
+                                               bounds=trained.bounds, value_shape=event_shape,
+                                               context_shape=context.shape[1:]))
+        else:
+            save_model(model_dir, model, result.params, value_shape=event_shape, context_shape=context.shape[1:])
     return ReverseKLResult(params=result.params,
                            loss_history=np.asarray(loss_rows, np.float64).reshape(-1, 2),
                            objective_history=np.asarray(objective_rows, np.float64).reshape(-1, 2),

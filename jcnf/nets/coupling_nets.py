@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -65,4 +66,41 @@ class MLPCouplingNet(nn.Module):
         for layer in range(self.depth):
             h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name=f"hidden_{layer}")(h))
         out = nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="output")(h)
+        return out.astype(x_half.dtype)
+
+
+class ResidualMLPCouplingNet(nn.Module):
+    """concat(x_half, context) -> Dense -> residual blocks -> ReLU -> zero Dense.
+
+    Each residual block is h + Dense(ReLU(Dense(ReLU(h)))); the context is
+    also added to every block's input through its own projection, so it
+    reaches deep layers directly rather than only through the first one
+    (nflows' ResidualNet does the same). The first Dense is "hidden_0", as in
+    `MLPCouplingNet`, so both record the context width in the same place.
+
+    Attributes:
+      out_features: conditioner outputs.
+      hidden: width of the residual stream.
+      depth: number of residual blocks.
+      dtype: computation dtype (e.g. bfloat16); parameters stay float32 and
+        the output has x_half's dtype.
+    """
+
+    out_features: int
+    hidden: int = 64
+    depth: int = 2
+    dtype: Optional[jnp.dtype] = None
+
+    @nn.compact
+    def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
+        """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
+        dense = functools.partial(nn.Dense, self.hidden, dtype=self.dtype)
+        context = None if context is None else context.astype(x_half.dtype)
+        h = dense(name="hidden_0")(x_half if context is None else jnp.concatenate([x_half, context], -1))
+        for index in range(self.depth):
+            inner = h if context is None else h + dense(name=f"context_{index}")(context)
+            inner = dense(name=f"residual_{index}_0")(nn.relu(inner))
+            h = h + dense(name=f"residual_{index}_1")(nn.relu(inner))
+        out = nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                       name="output")(nn.relu(h))
         return out.astype(x_half.dtype)

@@ -1,0 +1,213 @@
+"""`fit_amortized`: a neural posterior estimate q(theta | x) from simulated pairs, in one call.
+
+    posterior = jcnf.inverse.fit_amortized(theta, x, bounds=(lower, upper))
+    samples = posterior.sample(rng, x_obs, num_samples=10_000)     # [10000, batch, d]
+
+The recipe that works in simulation-based inference: z-score the parameters
+and the observations, hold out a validation fraction, train a conditional
+flow by maximum likelihood with Adam, stop when the validation loss has not
+improved for `patience` epochs and keep the best parameters. With a box
+prior, the flow models logit-mapped parameters, so its samples lie inside
+the box with an exact density.
+
+Each epoch is one jitted `lax.scan` over its batches, gathered on the device
+from the training arrays; the host reads one validation loss per epoch.
+Training runs on one local device: simulation budgets fit in its memory, and
+every process of a multi-process job then trains the same model on the same
+pairs, whatever the number of devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from jcnf import _checks
+from jcnf._progress import progress_bar
+from jcnf.flows.base import ConditionalFlow
+from jcnf.flows.maf import ConditionalMAF
+from jcnf.flows.trained import Standardization, TrainedModel
+from jcnf.sharding import make_mesh
+
+# The train package's public names: their modules move as the engine grows, these stay.
+from jcnf.train import TrainState, apply_loss, create_state, default_optimizer
+
+
+def default_posterior_flow(value_dim: int, embedding: Optional[nn.Module] = None) -> ConditionalFlow:
+    """The flow `fit_amortized` trains unless given one: a spline MAF of 5 blocks, width 64."""
+    del value_dim  # the default does not depend on it yet; kept so a later default may
+    return ConditionalMAF(blocks=5, hidden=64, transformer="spline", num_bins=8, embedding=embedding)
+
+
+def _check_bounds(bounds: Any, value: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    if bounds is None:
+        return None
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise ValueError(f"`bounds` must be a pair (lower, upper) of arrays [{value.shape[1]}]; got {bounds!r}.")
+    lower, upper = (np.broadcast_to(np.asarray(b, np.float64), value.shape[1:]).copy() for b in bounds)
+    if not np.all(np.isfinite(lower) & np.isfinite(upper)) or not np.all(lower < upper):
+        raise ValueError(f"`bounds` must have finite lower < upper in every dimension; got lower {lower.tolist()}, "
+                         f"upper {upper.tolist()}.")
+    outside = int(np.sum(np.any((value < lower) | (value > upper), axis=1)))
+    if outside:
+        raise ValueError(f"`value` has {outside} row(s) outside `bounds`; the posterior's support is the box.")
+    return lower, upper
+
+
+def _to_unbounded(value: np.ndarray, bounds: Optional[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    if bounds is None:
+        return value
+    lower, upper = bounds
+    # Rows on the boundary (a prior's draw of exactly `lower`) would map to -inf: move them in by a
+    # millionth of the width, far below any posterior's resolution.
+    margin = 1e-6 * (upper - lower)
+    unit = (np.clip(value, lower + margin, upper - margin) - lower) / (upper - lower)
+    # BoxLogit's forward map, in float64 on the host: the data are mapped once, before training.
+    return np.log(unit) - np.log1p(-unit)
+
+
+def _location_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over all axes but the last; constant features get scale 1."""
+    axes = tuple(range(x.ndim - 1))
+    loc, scale = x.mean(axes), x.std(axes)
+    return loc, np.where(scale > 1e-8 * np.maximum(1.0, np.abs(loc)), scale, 1.0)
+
+
+def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    order = rng.permutation(n)
+    held_out = min(max(1, int(round(fraction * n))), n - 1)
+    return order[held_out:], order[:held_out]
+
+
+def _trainer(model: nn.Module):
+    """Jitted (epoch, validation loss) functions of a state and the device-resident arrays."""
+    def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, dict]:
+        del rng
+        return -jnp.mean(model.apply({"params": params["flow"]}, batch["value"], batch["context"])), {}
+
+    @jax.jit
+    def epoch(state: TrainState, value: Array, context: Array, order: Array) -> tuple[TrainState, Array]:
+        def body(state: TrainState, rows: Array) -> tuple[TrainState, Array]:
+            state, metrics = apply_loss(state, loss_fn, {"value": value[rows], "context": context[rows]})
+            return state, metrics["loss"]
+        state, losses = jax.lax.scan(body, state, order)
+        return state, jnp.mean(losses)
+
+    @jax.jit
+    def validation_loss(params: dict, value: Array, context: Array) -> Array:
+        return loss_fn(params, None, {"value": value, "context": context})[0]
+
+    return epoch, validation_loss
+
+
+def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] = None,
+                  embedding: Optional[nn.Module] = None, bounds: Optional[Sequence[Any]] = None,
+                  standardize: bool = True, validation_fraction: float = 0.1, patience: int = 20,
+                  max_epochs: int = 500, batch_size: int = 256, learning_rate: float = 5e-4,
+                  clip_norm: Optional[float] = 5.0, seed: int = 0, progress: bool = False) -> TrainedModel:
+    """Trains an amortized posterior q(value | context) on simulated pairs; returns it in the user's units.
+
+    Args:
+      value: the simulated parameters theta, [n, d].
+      context: the simulated observations x, [n, f]; with an `embedding` (or a
+        `model` that has one), [n, ...] as that network reads it.
+      model: the flow to train, in standardized units; default
+        `default_posterior_flow(d, embedding)`.
+      embedding: a summary network for the default flow (ignored with `model`).
+      bounds: (lower, upper), each [d] or a scalar, of a box prior: the flow
+        models logit((value - lower) / (upper - lower)) and its samples lie
+        inside the box. Every row of `value` must lie in the box.
+      standardize: z-score the (logit-mapped) value and the context's last
+        axis with the training rows' mean and standard deviation.
+      validation_fraction: the fraction of rows held out, in (0, 1).
+      patience: stop after this many epochs without a better validation loss (>= 1).
+      max_epochs: at most this many epochs.
+      batch_size: rows per optimizer step (the last partial batch of an epoch is dropped).
+      learning_rate: Adam's rate (`jcnf.train.default_optimizer`).
+      clip_norm: clip gradients to this global norm; None disables clipping.
+      seed: seeds the split, the initialization and the shuffling.
+      progress: show a progress bar over epochs.
+
+    Returns:
+      A `jcnf.TrainedModel` holding the flow, the parameters of the epoch with
+      the best validation loss, the `Standardization` and the bounds;
+      `posterior.sample(rng, x_obs, num_samples=n)` gives [n, batch, d] and
+      `posterior.log_prob(theta, x)` [batch], both in the user's units. Its
+      metadata records the per-epoch losses ("history", nats per row in
+      standardized units) and "best_epoch". For reverse-KL fine-tuning pass
+      it to `jcnf.inverse.fit_reverse_kl` as the model.
+
+    Raises:
+      ValueError: naming the argument, for shapes, non-finite data, a
+        validation fraction outside (0, 1), patience < 1, or bounds with
+        lower >= upper or rows outside them.
+    """
+    value_np = np.asarray(value, np.float64)
+    context_np = np.asarray(context, np.float64)
+    if value_np.ndim != 2 or value_np.shape[1] < 1:
+        raise ValueError(f"`value` must have shape [n, d] (the simulated parameters); got "
+                         f"{_checks.describe(value)}.")
+    if context_np.ndim < 2 or context_np.shape[0] != value_np.shape[0]:
+        raise ValueError(f"`context` must have shape [n, f] (or [n, ...] with an embedding) with the n of `value` "
+                         f"({value_np.shape[0]}); got {_checks.describe(context)}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"`validation_fraction` must be in (0, 1); got {validation_fraction}.")
+    _checks.check_int("patience", patience)
+    _checks.check_int("max_epochs", max_epochs)
+    _checks.check_int("batch_size", batch_size)
+    for name, array in (("value", value_np), ("context", context_np)):
+        _checks.check_finite(name, array)
+    box = _check_bounds(bounds, value_np)
+    train_rows, validation_rows = _split(len(value_np), validation_fraction, np.random.default_rng(seed))
+    if len(train_rows) < batch_size:
+        raise ValueError(f"`batch_size` ({batch_size}) must be at most the {len(train_rows)} training rows left "
+                         f"after the validation split.")
+
+    unbounded = _to_unbounded(value_np, box)
+    # Statistics of the training rows only: the validation loss stays an honest held-out estimate.
+    if standardize:
+        value_loc, value_scale = _location_scale(unbounded[train_rows])
+        context_loc, context_scale = _location_scale(context_np[train_rows])
+    else:
+        value_loc, value_scale = np.zeros(value_np.shape[1]), np.ones(value_np.shape[1])
+        context_loc, context_scale = np.zeros(context_np.shape[-1]), np.ones(context_np.shape[-1])
+    device = jax.local_devices()[0]
+    scaled_value = jax.device_put(((unbounded - value_loc) / value_scale).astype(np.float32), device)
+    scaled_context = jax.device_put(((context_np - context_loc) / context_scale).astype(np.float32), device)
+
+    model = default_posterior_flow(value_np.shape[1], embedding) if model is None else model
+    optimizer = default_optimizer(learning_rate, clip_norm=clip_norm)
+    rng = jax.random.PRNGKey(seed)
+    train_value, train_context = scaled_value[train_rows], scaled_context[train_rows]
+    validation_value, validation_context = scaled_value[validation_rows], scaled_context[validation_rows]
+    state = create_state(model, optimizer, rng, {"value": train_value[:batch_size],
+                                                 "context": train_context[:batch_size]}, mesh=make_mesh([device]))
+    epoch, validation_loss = _trainer(model)
+    shuffle = np.random.default_rng(seed + 1)
+    batches = len(train_rows) // batch_size
+
+    best_loss, best_params, best_epoch, history = np.inf, state.params, 0, []
+    bar = progress_bar(max_epochs, disable=not progress)
+    for index in range(1, max_epochs + 1):
+        # Drop the last partial batch, so every epoch has one shape and compiles once.
+        order = shuffle.permutation(len(train_rows))[:batches * batch_size].reshape(batches, batch_size)
+        state, train_loss = epoch(state, train_value, train_context, jax.device_put(order, device))
+        loss = float(validation_loss(state.params, validation_value, validation_context))
+        history.append({"epoch": index, "train_loss": float(train_loss), "validation_loss": loss})
+        bar.update(1)
+        if loss < best_loss:
+            best_loss, best_params, best_epoch = loss, state.params, index
+        elif index - best_epoch >= patience:
+            break
+    bar.close()
+
+    standardization = Standardization(value_loc, value_scale, context_loc, context_scale) if standardize else None
+    metadata = {"history": history, "best_epoch": best_epoch, "validation_fraction": validation_fraction,
+                "patience": patience, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+    return TrainedModel(model, jax.device_get(best_params["flow"]), standardization=standardization, bounds=box,
+                        metadata=metadata, value_shape=value_np.shape[1:], context_shape=context_np.shape[1:])
