@@ -234,6 +234,29 @@ def dispatch() -> str:
     return _table(["steps/s (speed-up)", *[f"steps_per_dispatch={n}" for n in counts]], rows)
 
 
+def npe_table(record: dict) -> str:
+    """The NPE benchmark, jcnf against flowjax per task and budget: mean C2ST (0.5 is best) and training time."""
+    rows = {}
+    for row in record["results"]:
+        if "skipped" not in row:
+            rows.setdefault((row["task"], row["budget"]), {})[row["estimator"]] = row
+    estimators = [name for name in ("jcnf", "flowjax") if any(name in cell for cell in rows.values())]
+
+    def c2st_cell(row: dict | None) -> str:
+        return "" if row is None or row["c2st_mean"] is None else f"{row['c2st_mean']:.3f}"
+
+    table = _table(["task", "simulations", *[f"{name} C2ST" for name in estimators],
+                    *[f"{name} train s" for name in estimators]],
+                   [[task, f"{budget:,}", *[c2st_cell(cell.get(name)) for name in estimators],
+                     *[f"{cell[name]['train_s']:.0f}" if name in cell else "" for name in estimators]]
+                    for (task, budget), cell in rows.items()])
+    environment = record["environment"]
+    return (table + f"\n\nC2ST mean over {record['observations']} evaluation observations, "
+            f"{record['settings']['posterior_samples']:,} samples each; jcnf is {record['jcnf_estimator']}; "
+            f"flowjax {environment['flowjax']}; training time includes compilation; "
+            f"{environment['device']} ({environment['cpu_count']} cores, load {environment['load_average_1min']:.1f}).")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "claims": claims,
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,
