@@ -144,7 +144,8 @@ def fit_jcnf_standin(theta: np.ndarray, x: np.ndarray, seed: int, settings: Sett
         epochs = epoch + 1
         loss = float(val_loss(state.params))
         if loss < best_loss:
-            best_loss, best_params, since_best = loss, state.params, 0
+            # A copy: the next step donates the state's buffers.
+            best_loss, best_params, since_best = loss, jax.tree.map(jnp.copy, state.params), 0
         else:
             since_best += 1
             if since_best > settings.patience:

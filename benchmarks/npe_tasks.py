@@ -151,7 +151,9 @@ def two_moons_log_likelihood(theta: Array, x: Array) -> Array:
     a ~ U(-pi/2, pi/2) and r ~ N(0.1, 0.01^2); its density in the plane is
     N(r) / (pi r) on the half plane of positive first coordinate.
     """
-    u = x - _two_moons_shift(theta) - jnp.array([0.25, 0.0])
+    # x's offset written out to theta's rank: broadcasts are explicit (rank promotion raises in the tests).
+    offset = (x - jnp.array([0.25, 0.0])).reshape((1,) * (theta.ndim - 1) + (2,))
+    u = offset - _two_moons_shift(theta)
     radius = jnp.linalg.norm(u, axis=-1)
     log_radius = (-0.5 * ((radius - TWO_MOONS_RADIUS) / TWO_MOONS_RADIUS_STD) ** 2
                   - math.log(TWO_MOONS_RADIUS_STD * math.sqrt(2 * math.pi)))
@@ -239,7 +241,7 @@ def _slcp_mean_and_factor(theta: Array) -> tuple[Array, Array]:
 
 def _slcp_simulator(key: Array, theta: Array) -> Array:
     mean, factor = _slcp_mean_and_factor(theta)
-    return (mean + jax.random.normal(key, (SLCP_DRAWS, 2)) @ factor.T).reshape(-1)
+    return (mean[None] + jax.random.normal(key, (SLCP_DRAWS, 2)) @ factor.T).reshape(-1)
 
 
 def slcp_log_likelihood(theta: Array, x: Array) -> Array:
@@ -249,7 +251,7 @@ def slcp_log_likelihood(theta: Array, x: Array) -> Array:
     correlation = jnp.tanh(theta[4])
     # log sqrt(1 - tanh(t)^2) = -log cosh(t), written to stay finite for large |t|.
     log_sqrt_one_minus = -(jnp.abs(theta[4]) + jnp.log1p(jnp.exp(-2 * jnp.abs(theta[4]))) - math.log(2))
-    d = x.reshape(SLCP_DRAWS, 2) - mean
+    d = x.reshape(SLCP_DRAWS, 2) - mean[None]
     z1 = d[:, 0] / scale_1
     z2 = (d[:, 1] - correlation * scale_2 * z1) / (scale_2 * jnp.exp(log_sqrt_one_minus))
     log_det = jnp.log(scale_1) + jnp.log(scale_2) + log_sqrt_one_minus
@@ -332,7 +334,7 @@ def gaussian_linear(dim: int = 10) -> Task:
     std = math.sqrt(GAUSSIAN_LINEAR_VARIANCE)
 
     def reference(key: Array, x_obs: Array, n: int) -> Reference:
-        samples = x_obs / 2 + math.sqrt(GAUSSIAN_LINEAR_VARIANCE / 2) * jax.random.normal(key, (n, dim))
+        samples = x_obs[None] / 2 + math.sqrt(GAUSSIAN_LINEAR_VARIANCE / 2) * jax.random.normal(key, (n, dim))
         return Reference(np.asarray(samples, np.float64), {"method": "exact Gaussian", "exact": True})
 
     return Task("gaussian_linear", dim, dim, None, lambda key, n: std * jax.random.normal(key, (n, dim)),
@@ -345,8 +347,8 @@ def gaussian_linear_uniform(dim: int = 10) -> Task:
 
     def reference(key: Array, x_obs: Array, n: int) -> Reference:
         # The truncated Gaussian factorizes over coordinates, so each is an exact truncated normal.
-        z = jax.random.truncated_normal(key, (-1 - x_obs) / std, (1 - x_obs) / std, (n, dim))
-        samples = np.clip(np.asarray(x_obs + std * z, np.float64), -1.0, 1.0)
+        z = jax.random.truncated_normal(key, (-1 - x_obs[None]) / std, (1 - x_obs[None]) / std, (n, dim))
+        samples = np.clip(np.asarray(x_obs[None] + std * z, np.float64), -1.0, 1.0)
         return Reference(samples, {"method": "exact truncated Gaussian", "exact": True})
 
     return Task("gaussian_linear_uniform", dim, dim, (-1.0, 1.0), _uniform_prior(dim, -1.0, 1.0),
