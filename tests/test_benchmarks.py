@@ -7,7 +7,9 @@ load); the structure is, and every ratio must be a positive finite number.
 import json
 import math
 
-from benchmarks import logdet_throughput, memory_depth, scaling
+import pytest
+
+from benchmarks import logdet_throughput, memory_depth, npe, scaling
 
 
 def _ratios(node, path=""):
@@ -67,3 +69,30 @@ def test_memory_depth_tiny_measures_both_modes_at_every_depth(tmp_path):
     for k in record["summary"]["ks"]:
         assert len({row["num_params"] for row in record["results"] if row["steps"] == k}) == 1
     assert all(row["total_bytes"] > 0 for row in record["results"])
+
+
+@pytest.mark.allow_rank_promotion("flowjax's sampling broadcasts a condition against the sample shape internally")
+def test_npe_tiny_run_scores_both_estimators_and_writes_the_record(tmp_path, capsys):
+    path = tmp_path / "npe.json"
+    # One task with an exact reference, 200 simulations, tiny flows, two epochs, one observation.
+    record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
+                       "--posterior-samples", "300", "--max-epochs", "2", "--batch-size", "64", "--blocks", "2",
+                       "--hidden", "8", "--bins", "4", "--json", str(path)])
+    written = json.loads(path.read_text())
+    assert written["complete"] and written["results"] == json.loads(json.dumps(record["results"]))
+    assert written["environment"]["device"] and written["environment"]["flowjax"]
+    assert written["settings"]["max_epochs"] == 2 and written["observation_set"] == "evaluation"
+    assert written["jcnf_estimator"]
+    [reference] = written["references"]["gaussian_mixture"]
+    assert reference["exact"] and 0 < reference["acceptance"] <= 1
+    rows = {row["estimator"]: row for row in written["results"]}
+    assert set(rows) == {"jcnf", "flowjax", "sbi"} and "skipped" in rows["sbi"]
+    for name in ("jcnf", "flowjax"):
+        row = rows[name]
+        assert row["task"] == "gaussian_mixture" and row["budget"] == 200 and 1 <= row["epochs"] <= 2
+        assert row["train_s"] > 0 and len(row["c2st"]) == 1 and 0 <= row["c2st_mean"] <= 1
+        assert 0 <= row["leakage"][0] < 1
+    table = capsys.readouterr().out
+    assert "| gaussian_mixture | 200 |" in table and "jcnf C2ST" in table and "flowjax C2ST" in table
+    npe.main(["--table", "--json", str(path)])
+    assert "| gaussian_mixture | 200 |" in capsys.readouterr().out
