@@ -12,7 +12,7 @@ does better:
 * ActNorm is `distrax.Block(distrax.ScalarAffine(...), 3)`, whose log-det
   broadcasts the per-channel log-scale to every element and sums it (jcnf:
   positions * sum(log_scale));
-* each level's steps are composed with `distrax.Chain`.
+* each level's blocks are composed with `distrax.Chain`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import distrax
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -27,7 +28,6 @@ import jcnf
 from jcnf.bijectors.coupling import bounded_log_scale, coupling_param_size
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
-from jcnf.flows.legacy import unstack_params
 from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
 from jcnf.nets.encoder import ContextEncoder
 
@@ -37,7 +37,7 @@ DIFFERENCES = {
                        "does with torch.inverse); jcnf: two triangular solves of the stored LU factors",
     "actnorm": "distrax.Block(distrax.ScalarAffine) with the log-scale broadcast to every element and summed "
                "(jcnf: positions * sum(log_scale))",
-    "composition": "distrax.Chain per level (jcnf: a Python loop over Flax step modules)",
+    "composition": "distrax.Chain per level (jcnf: one lax.scan over the level's stacked blocks)",
 }
 
 
@@ -94,16 +94,21 @@ def dense_weight(conv_params: dict) -> Array:
     return lower @ upper
 
 
-def naive_glow_params(model: jcnf.ConditionalGlow, params: dict) -> dict:
-    """Jcnf ConditionalGlow parameters, one subtree per step, with every LU conv replaced by its dense weight.
+def _unstacked(stacked: dict) -> list[dict]:
+    """One parameter subtree per block from a stack whose leaves are [K, ...]."""
+    count = jax.tree.leaves(stacked)[0].shape[0]
+    return [jax.tree.map(lambda leaf, k=k: leaf[k], stacked) for k in range(count)]
 
-    Done once, untimed: the naive flow is a `distrax.Chain` of separate steps.
+
+def naive_glow_params(model: jcnf.ConditionalGlow, params: dict) -> dict:
+    """Jcnf ConditionalGlow parameters, one subtree per block, with every LU conv replaced by its dense weight.
+
+    Done once, untimed: the naive flow is a `distrax.Chain` of separate blocks.
     """
-    params = unstack_params(model, params)
-    converted = dict(params)
-    for name, value in params.items():
-        if name.startswith("flow_steps_"):
-            converted[name] = {**value, "conv": {"weight": dense_weight(value["conv"])}}
+    converted = {name: value for name, value in params.items() if not name.startswith("level_blocks_")}
+    for level in range(model.levels):
+        for k, block in enumerate(_unstacked(params[f"level_blocks_{level}"]["blocks"])):
+            converted[f"block_{level}_{k}"] = {**block, "conv": {"weight": dense_weight(block["conv"])}}
     return converted
 
 
@@ -133,17 +138,17 @@ class NaiveGlow:
         m = self.model
         split = channels // 2
         out = coupling_param_size(m.coupling, channels - split, m.num_bins)
-        steps = []
-        for k in range(level * m.steps, (level + 1) * m.steps):
-            p = params[f"flow_steps_{k}"]
+        blocks = []
+        for k in range(m.blocks):
+            p = params[f"block_{level}_{k}"]
             net = ConvCouplingNet(out, m.hidden, dtype=m.dtype)
-            net_params = {"params": p["couple"]["ConvCouplingNet_0"]}
+            net_params = {"params": p["couple"]["net"]}
             conditioner = (lambda x1, net=net, net_params=net_params: net.apply(net_params, x1, features))
-            steps.append(distrax.Chain([
+            blocks.append(distrax.Chain([
                 naive_coupling(m.coupling, conditioner, split, 3, num_bins=m.num_bins),
                 DenseConv1x1(p["conv"]["weight"]),
                 naive_actnorm(p["actnorm"]["loc"], p["actnorm"]["log_scale"], 3)]))
-        return distrax.Chain(steps[::-1])  # Chain applies its last element first
+        return distrax.Chain(blocks[::-1])  # Chain applies its last element first
 
     def forward_and_log_det(self, params: dict, value: Array, context: Array) -> tuple[Array, Array]:
         m = self.model
@@ -203,16 +208,19 @@ class NaiveRealNVP:
 
     def _chain(self, params, dim, context) -> distrax.Bijector:
         m = self.model
-        params = unstack_params(m, params)  # one subtree per layer, as a Chain of separate layers wants
+        # One subtree per coupling, as a Chain of separate bijectors wants.
+        pairs = _unstacked(params["pairs"]["blocks"]) if "pairs" in params else []
+        couplings = [half for pair in pairs for half in (pair["second_half"], pair["first_half"])]
+        couplings += [params["last"]] if "last" in params else []
         split = dim // 2
         layers = []
-        for i in range(m.layers):
+        for i in range(m.blocks):
             swap = bool(i % 2)
             transformed = split if swap else dim - split
             net = MLPCouplingNet(coupling_param_size(m.coupling, transformed, m.num_bins), m.hidden)
-            net_params = {"params": params[f"couplings_{i}"]["MLPCouplingNet_0"]}
+            net_params = {"params": couplings[i]["coupling"]["net"]}
             if m.actnorm:
-                layers.append(naive_actnorm(params[f"actnorms_{i}"]["loc"], params[f"actnorms_{i}"]["log_scale"], 1))
+                layers.append(naive_actnorm(couplings[i]["actnorm"]["loc"], couplings[i]["actnorm"]["log_scale"], 1))
             layers.append(naive_coupling(m.coupling, lambda x1, net=net, p=net_params: net.apply(p, x1, context),
                                          split, 1, swap=swap, num_bins=m.num_bins))
         return distrax.Chain(layers[::-1])  # `layers` is in application order; Chain applies its last first

@@ -97,7 +97,7 @@ class AffineCoupling(nn.Module):
         return torch.cat([x1, x2 * torch.exp(log_scale) + shift], 1), log_det
 
 
-class GlowStep(nn.Module):
+class GlowBlock(nn.Module):
     def __init__(self, channels: int, hidden: int, features: int):
         super().__init__()
         self.actnorm = ActNorm(channels)
@@ -165,13 +165,13 @@ class TorchConditionalGlow(nn.Module):
         c = channels
         for level in range(levels):
             c *= 4
-            self.flow_steps.extend(GlowStep(c, hidden, context_features) for _ in range(steps))
+            self.flow_steps.extend(GlowBlock(c, hidden, context_features) for _ in range(steps))
             if level < levels - 1:
                 self.split_priors.append(GaussianHead(c // 2 + context_features, c - c // 2))
                 c //= 2
         self.top_prior = GaussianHead(context_features, c)
 
-    def _level_steps(self, level):
+    def _level_blocks(self, level):
         return self.flow_steps[level * self.steps:(level + 1) * self.steps]
 
     def forward_and_log_det(self, value, context):
@@ -179,7 +179,7 @@ class TorchConditionalGlow(nn.Module):
         x, log_det, factored = value, value.new_zeros(value.shape[0]), []
         for level in range(self.levels):
             x = squeeze(x)
-            for step in self._level_steps(level):
+            for step in self._level_blocks(level):
                 x, step_log_det = step(x, features[level])
                 log_det = log_det + step_log_det
             if level < self.levels - 1:
@@ -214,7 +214,7 @@ class TorchConditionalGlow(nn.Module):
             if level < self.levels - 1:
                 mean, log_scale = self.split_priors[level](torch.cat([x, features[level].to(x.dtype)], 1))
                 x = torch.cat([x, mean + torch.exp(log_scale) * factored[level]], 1)
-            for step in reversed(self._level_steps(level)):
+            for step in reversed(self._level_blocks(level)):
                 x, _ = step(x, features[level], inverse=True)
             x = unsqueeze(x)
         return x

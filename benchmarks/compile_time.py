@@ -8,16 +8,16 @@ mode, a fresh Python process measures, on the current default devices:
   * `sample_compile_s`: the first `sample_step` call;
   * `step_ms`: the median steady step time after warm-up.
 
-Modes: "default" (each level's K steps scanned over stacked parameters),
-"memory_efficient" (the scan with an inverting backward pass) and
-"unrolled" (`scan_steps=False`: the same parameters as a Python loop, the
-program XLA compiled before steps were scanned; measured at the smaller
+Modes are the flows' schedules: "scan" (each level's K blocks scanned over
+stacked parameters), "reversible" (the scan with an inverting backward pass)
+and "unrolled" (the same parameters as a Python loop, the
+program XLA compiled before blocks were scanned; measured at the smaller
 depths only, its compile time grows with K). One process per measurement,
 so no compilation is shared between them.
 
 The summary holds `compile_ratio_k32_vs_k4` (first step and create_state,
-per mode), `memory_efficient_step_ratio` (memory-efficient over default
-steady step time at K=8 and K=32) and `scan_step_ratio` (default over
+per mode), `reversible_step_ratio` (reversible over scan
+steady step time at K=8 and K=32) and `scan_step_ratio` (scan over
 unrolled steady step time where both were measured).
 
     python -m benchmarks.compile_time --json benchmarks/results/compile_time_cpu.json
@@ -45,13 +45,12 @@ def measure(depth: int, mode: str, repeats: int, config: dict, shape: tuple, bat
     import jcnf
     from jcnf import train
 
-    flags = {"memory_efficient": mode == "memory_efficient", "scan_steps": mode != "unrolled"}
-    model = jcnf.ConditionalGlow(steps=depth, **config, **flags)
+    model = jcnf.ConditionalGlow(blocks=depth, schedule=mode, **config)
     rng = np.random.default_rng(0)
     height, width, _ = shape
     batch = {"value": (rng.integers(0, 256, (batch_size,) + tuple(shape)) / 256).astype(np.float32),
              "context": rng.normal(size=(batch_size, height // 2, width // 2, 3)).astype(np.float32)}
-    dequantizer = train.uniform_dequantization(256)
+    dequantizer = jcnf.dequantize.uniform_dequantization(256)
 
     start = time.perf_counter()
     state = train.create_state(model, train.default_optimizer(1e-3), jax.random.PRNGKey(0), batch,
@@ -93,18 +92,18 @@ def _ratio(results: list[dict], numerator: tuple, denominator: tuple, key: str):
 def summarize(results: list[dict], depths: tuple) -> dict:
     low, high = min(depths), max(depths)
     summary = {}
-    for mode in ("default", "memory_efficient"):
+    for mode in ("scan", "reversible"):
         summary[f"compile_ratio_k{high}_vs_k{low}"] = summary.get(f"compile_ratio_k{high}_vs_k{low}", {})
         summary[f"compile_ratio_k{high}_vs_k{low}"][mode] = {
             "first_step": _ratio(results, (high, mode), (low, mode), "first_step_s"),
             "create_state": _ratio(results, (high, mode), (low, mode), "create_state_s")}
-    summary["memory_efficient_step_ratio"] = {
-        f"k{depth}": _ratio(results, (depth, "memory_efficient"), (depth, "default"), "step_ms")
+    summary["reversible_step_ratio"] = {
+        f"k{depth}": _ratio(results, (depth, "reversible"), (depth, "scan"), "step_ms")
         for depth in depths if depth in (8, 32, low, high)}
-    summary["scan_step_ratio"] = {f"k{depth}": _ratio(results, (depth, "default"), (depth, "unrolled"), "step_ms")
+    summary["scan_step_ratio"] = {f"k{depth}": _ratio(results, (depth, "scan"), (depth, "unrolled"), "step_ms")
                                   for depth in depths}
     summary["scan_first_step_ratio"] = {
-        f"k{depth}": _ratio(results, (depth, "default"), (depth, "unrolled"), "first_step_s") for depth in depths}
+        f"k{depth}": _ratio(results, (depth, "scan"), (depth, "unrolled"), "first_step_s") for depth in depths}
     return summary
 
 
@@ -131,7 +130,7 @@ def main(argv: list[str]) -> None:
 
     depths = tuple(int(k) for k in args.depths.split(","))
     unrolled = tuple(int(k) for k in args.unrolled_depths.split(",") if k)
-    runs = [(k, mode) for k in depths for mode in ("default", "memory_efficient")]
+    runs = [(k, mode) for k in depths for mode in ("scan", "reversible")]
     runs += [(k, "unrolled") for k in unrolled]
     began = time.perf_counter()
     results = []

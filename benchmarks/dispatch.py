@@ -42,13 +42,13 @@ def tiny_realnvp(per_dispatch: int, steps: int, log_every: int) -> float:
     context = rng.normal(size=(1024, 2)).astype(np.float32)
     value = (np.stack([context[:, 0], context[:, 0] - context[:, 1]], 1)
              + 0.2 * rng.normal(size=(1024, 2))).astype(np.float32)
-    result = train.fit(jcnf.ConditionalRealNVP(layers=2, hidden=16), {"value": value, "context": context}, steps,
+    result = train.fit(jcnf.ConditionalRealNVP(blocks=2, hidden=16), {"value": value, "context": context}, steps,
                        batch_size=32, log_every=log_every, steps_per_dispatch=per_dispatch, progress=False)
     return _steady_rate(result.history)
 
 
 def rosenbrock_reverse_kl(per_dispatch: int, steps: int, log_every: int) -> float:
-    model = jcnf.ConditionalRealNVP(layers=8, hidden=64)
+    model = jcnf.ConditionalRealNVP(blocks=8, hidden=64)
     matrix = jnp.array([[3.2, 0.4], [-0.5, 2.9]]) / 3.3  # close to the identity, as in the paper's toy
     operator = inverse.dense(matrix)
     y_obs = operator.apply(jnp.array([[2.0, 4.0]]))[0]

@@ -46,7 +46,7 @@ SIZES = {
     # Seconds on a CPU: the smoke test and the GPU script's dry run.
     "tiny": {
         "bijectors": {"shape": (2, 4, 4, 4), "hidden": 4, "features": 2},
-        "glows": [{"name": "glow8_L1_K2_h4", "levels": 1, "steps": 2, "hidden": 4, "context_features": 2,
+        "glows": [{"name": "glow8_L1_K2_h4", "levels": 1, "blocks": 2, "hidden": 4, "context_features": 2,
                    "encoder_blocks": 1, "size": 8, "batch": 2, "default": True, "bf16": True, "torch": True}],
         "realnvp": {"layers": 2, "hidden": 4, "dim": 4, "context": 2, "batch": 8},
         "calls": 2, "repeats": 2,
@@ -54,7 +54,7 @@ SIZES = {
     # Under a minute on a 2-core CPU.
     "quick": {
         "bijectors": {"shape": (8, 8, 8, 12), "hidden": 32, "features": 8},
-        "glows": [{"name": "glow16_L2_K4_h32", "levels": 2, "steps": 4, "hidden": 32, "context_features": 8,
+        "glows": [{"name": "glow16_L2_K4_h32", "levels": 2, "blocks": 4, "hidden": 32, "context_features": 8,
                    "encoder_blocks": 1, "size": 16, "batch": 8, "default": True, "bf16": True, "torch": True}],
         "realnvp": {"layers": 4, "hidden": 32, "dim": 8, "context": 4, "batch": 128},
         "calls": 10, "repeats": 3,
@@ -64,15 +64,15 @@ SIZES = {
     "full": {
         "bijectors": {"shape": (64, 16, 16, 12), "hidden": 512, "features": 64},
         "glows": [
-            {"name": "glow32_L3_K16_h512", "levels": 3, "steps": 16, "hidden": 512, "context_features": 64,
+            {"name": "glow32_L3_K16_h512", "levels": 3, "blocks": 16, "hidden": 512, "context_features": 64,
              "encoder_blocks": 2, "size": 32, "batch": 64, "default": True, "bf16": True, "torch": True},
-            {"name": "glow32_L3_K8_h512", "levels": 3, "steps": 8, "hidden": 512, "context_features": 64,
+            {"name": "glow32_L3_K8_h512", "levels": 3, "blocks": 8, "hidden": 512, "context_features": 64,
              "encoder_blocks": 2, "size": 32, "batch": 64},
-            {"name": "glow32_L3_K16_h128", "levels": 3, "steps": 16, "hidden": 128, "context_features": 64,
+            {"name": "glow32_L3_K16_h128", "levels": 3, "blocks": 16, "hidden": 128, "context_features": 64,
              "encoder_blocks": 2, "size": 32, "batch": 64},
-            {"name": "glow64_L3_K16_h256", "levels": 3, "steps": 16, "hidden": 256, "context_features": 64,
+            {"name": "glow64_L3_K16_h256", "levels": 3, "blocks": 16, "hidden": 256, "context_features": 64,
              "encoder_blocks": 2, "size": 64, "batch": 32},
-            {"name": "glow32_L3_K32_h512", "levels": 3, "steps": 32, "hidden": 512, "context_features": 64,
+            {"name": "glow32_L3_K32_h512", "levels": 3, "blocks": 32, "hidden": 512, "context_features": 64,
              "encoder_blocks": 2, "size": 32, "batch": 64},
         ],
         "realnvp": {"layers": 8, "hidden": 256, "dim": 16, "context": 8, "batch": 4096},
@@ -181,7 +181,7 @@ def _coupling_flops(config: dict, dtype) -> Optional[float]:
         flops = compiled_flops(lowered, lowered.compile())
         if flops is None:
             return None
-        total += config["steps"] * flops
+        total += config["blocks"] * flops
         if level < config["levels"] - 1:
             channels //= 2
     return total
@@ -246,7 +246,7 @@ def _torch_peer(config: dict, value: np.ndarray, context: np.ndarray, z: np.ndar
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    model = TorchConditionalGlow(IMAGE_CHANNELS, CONTEXT_CHANNELS, config["levels"], config["steps"],
+    model = TorchConditionalGlow(IMAGE_CHANNELS, CONTEXT_CHANNELS, config["levels"], config["blocks"],
                                  config["hidden"], config["context_features"], config["encoder_blocks"]).to(device)
     with torch.no_grad():
         for p in model.parameters():
@@ -334,7 +334,7 @@ def _normflows_peer(config: dict, value_t, rate: Callable) -> dict:
     from benchmarks._normflows_glow import build_normflows_glow
 
     torch.manual_seed(0)
-    model = build_normflows_glow(config["levels"], config["steps"], config["hidden"], config["size"])
+    model = build_normflows_glow(config["levels"], config["blocks"], config["hidden"], config["size"])
     model = model.to(value_t.device)
     with torch.no_grad():
         model.log_prob(value_t, None)  # ActNorm's data-dependent initialization happens on the first batch
@@ -360,7 +360,7 @@ def bench_glow(config: dict, calls: int, repeats: int, torch_compile: bool, bf16
     value = rng.uniform(size=(batch, size, size, IMAGE_CHANNELS)).astype(np.float32)
     context = rng.normal(size=(batch, size // 2, size // 2, CONTEXT_CHANNELS)).astype(np.float32)
     z = rng.normal(size=value.shape).astype(np.float32)
-    kwargs = {k: config[k] for k in ("levels", "steps", "hidden", "context_features", "encoder_blocks")}
+    kwargs = {k: config[k] for k in ("levels", "blocks", "hidden", "context_features", "encoder_blocks")}
     entry = {"name": config["name"], "glow": kwargs, "value_shape": list(value.shape),
              "context_shape": list(context.shape), "batch": batch, "default": bool(config.get("default"))}
     dtypes = [("float32", None)] + ([("bfloat16", jnp.bfloat16)] if bf16 and config.get("bf16") else [])
@@ -440,7 +440,7 @@ def bench_realnvp(sizes: dict, calls: int, repeats: int) -> dict:
     rng = np.random.default_rng(4)
     value = rng.normal(size=(batch, sizes["dim"])).astype(np.float32)
     context = rng.normal(size=(batch, sizes["context"])).astype(np.float32)
-    model = jcnf.ConditionalRealNVP(layers=sizes["layers"], hidden=sizes["hidden"])
+    model = jcnf.ConditionalRealNVP(blocks=sizes["layers"], hidden=sizes["hidden"])
     params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
     naive = _naive.NaiveRealNVP(model)
     forward = lambda p, v, c: model.apply({"params": p}, v, c, method="forward_and_log_det")

@@ -1,4 +1,4 @@
-"""Peak memory of a Glow training step against depth K, default vs `memory_efficient=True`.
+"""Peak memory of a Glow training step against depth K, schedule "scan" vs "reversible".
 
 The train step is a jitted negative-log-likelihood gradient and an Adam
 update. For each K it records XLA's memory analysis of the compiled step
@@ -39,11 +39,11 @@ SIZES = {
 }
 
 
-def _step_and_args(config: dict, steps: int, memory_efficient: bool):
-    """A jitted train step of a Glow with K = `steps`, and its example arguments (synthetic parameters)."""
-    model = jcnf.ConditionalGlow(levels=config["levels"], steps=steps, hidden=config["hidden"],
+def _step_and_args(config: dict, blocks: int, reversible: bool):
+    """A jitted train step of a Glow with K = `blocks`, and its example arguments (synthetic parameters)."""
+    model = jcnf.ConditionalGlow(levels=config["levels"], blocks=blocks, hidden=config["hidden"],
                                  context_features=config["context_features"], encoder_blocks=1,
-                                 memory_efficient=memory_efficient)
+                                 schedule="reversible" if reversible else "scan")
     value, context = glow_inputs(config["size"], config["batch"])
     params = synthetic_params(model.init, jax.random.PRNGKey(0), value, context)["params"]
     optimizer = optax.adam(1e-4)
@@ -61,14 +61,14 @@ def _step_and_args(config: dict, steps: int, memory_efficient: bool):
     return step, (params, optimizer.init(params)), num_params
 
 
-def measure(config: dict, steps: int, memory_efficient: bool, run_step: bool) -> dict:
+def measure(config: dict, blocks: int, reversible: bool, run_step: bool) -> dict:
     """Compiles (and on request runs) one train step; returns its memory figures in bytes."""
-    step, args, num_params = _step_and_args(config, steps, memory_efficient)
+    step, args, num_params = _step_and_args(config, blocks, reversible)
     start = time.perf_counter()
     compiled = step.lower(*args).compile()
     compile_s = time.perf_counter() - start
     analysis = compiled.memory_analysis()
-    result = {"steps": steps, "memory_efficient": memory_efficient, "num_params": int(num_params),
+    result = {"blocks": blocks, "reversible": reversible, "num_params": int(num_params),
               # Parameters, gradients and Adam's two moments: the floor that grows with K in any mode.
               "parameter_state_bytes": int(16 * num_params), "compile_s": round(compile_s, 2)}
     if analysis is not None:
@@ -88,15 +88,15 @@ def measure(config: dict, steps: int, memory_efficient: bool, run_step: bool) ->
         if "peak_bytes_in_use" in stats:
             # The counter is a running maximum over this process; K only grows within a process.
             result["device_peak_bytes_in_use"] = int(stats["peak_bytes_in_use"])
-    print(f"  K={steps:3} {'efficient' if memory_efficient else 'default  '} temp "
+    print(f"  K={blocks:3} {'reversible' if reversible else 'scan      '} temp "
           f"{result.get('temp_bytes', 0) / 2**20:9.1f} MiB total {result.get('total_bytes', 0) / 2**20:9.1f} MiB "
           f"peak {result.get('device_peak_bytes_in_use', 0) / 2**20:9.1f} MiB  (compile {compile_s:.1f} s)", flush=True)
     return result
 
 
-def _growth(results: list[dict], key: str, memory_efficient: bool) -> Optional[float]:
-    rows = sorted((r for r in results if r["memory_efficient"] == memory_efficient and key in r),
-                  key=lambda r: r["steps"])
+def _growth(results: list[dict], key: str, reversible: bool) -> Optional[float]:
+    rows = sorted((r for r in results if r["reversible"] == reversible and key in r),
+                  key=lambda r: r["blocks"])
     if len(rows) < 2 or not rows[0][key]:
         return None
     return rows[-1][key] / rows[0][key]
@@ -111,31 +111,31 @@ def summarize(record: dict) -> dict:
     every mode.
     """
     results = record["results"]
-    growth = {mode: {key: _growth(results, key, mode == "efficient")
+    growth = {mode: {key: _growth(results, key, mode == "reversible")
                      for key in ("temp_bytes", "total_bytes", "device_peak_bytes_in_use", "parameter_state_bytes")}
-              for mode in ("efficient", "default")}
+              for mode in ("reversible", "scan")}
     record["growth_k_first_to_last"] = growth
-    ks = sorted({r["steps"] for r in results})
+    ks = sorted({r["blocks"] for r in results})
     summary = {"ks": ks}
-    for mode in ("efficient", "default"):
+    for mode in ("reversible", "scan"):
         summary[f"{mode}_temp_growth"] = growth[mode]["temp_bytes"]
         summary[f"{mode}_peak_growth"] = growth[mode]["device_peak_bytes_in_use"] or growth[mode]["total_bytes"]
-    summary["peak_source"] = ("device_peak_bytes_in_use" if growth["efficient"]["device_peak_bytes_in_use"]
+    summary["peak_source"] = ("device_peak_bytes_in_use" if growth["reversible"]["device_peak_bytes_in_use"]
                               else "XLA memory analysis total (arguments + outputs + temporaries)")
-    summary["parameter_state_growth"] = growth["efficient"]["parameter_state_bytes"]
+    summary["parameter_state_growth"] = growth["reversible"]["parameter_state_bytes"]
     for name in ("temp", "peak"):
-        value = summary[f"efficient_{name}_growth"]
-        summary[f"efficient_{name}_flat_within_1.5x"] = None if value is None else value <= 1.5
+        value = summary[f"reversible_{name}_growth"]
+        summary[f"reversible_{name}_flat_within_1.5x"] = None if value is None else value <= 1.5
     record["summary"] = summary
     return record
 
 
-def _worker(size: str, memory_efficient: bool, json_path: str) -> None:
+def _worker(size: str, reversible: bool, json_path: str) -> None:
     """One mode, in its own process, so the device's peak counter belongs to that mode alone."""
     config = SIZES[size]
     results = []
-    for steps in config["ks"]:
-        results.append(measure(config, steps, memory_efficient, run_step=True))
+    for blocks in config["ks"]:
+        results.append(measure(config, blocks, reversible, run_step=True))
         write_json(json_path, {"results": results})
 
 
@@ -145,15 +145,15 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--full", action="store_true", help="GPU sizes (hidden 256, 32x32, batch 32)")
     parser.add_argument("--tiny", action="store_true", help="seconds (also chosen by JCNF_BENCH_TINY=1)")
     parser.add_argument("--processes", action="store_true",
-                        help="run each mode's steps in its own process and read device memory stats (default on GPU)")
+                        help="run each mode in its own process and read device memory stats (default on GPU)")
     parser.add_argument("--worker-timeout", type=float, default=None,
                         help="seconds allowed to each mode's process; what it measured before is kept")
-    parser.add_argument("--worker", choices=("default", "efficient"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("scan", "reversible"), help=argparse.SUPPRESS)
     parser.add_argument("--worker-json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny or os.environ.get("JCNF_BENCH_TINY") == "1" else "full" if args.full else "default"
     if args.worker:
-        _worker(size, args.worker == "efficient", args.worker_json)
+        _worker(size, args.worker == "reversible", args.worker_json)
         return {}
 
     config = SIZES[size]
@@ -166,12 +166,12 @@ def main(argv: list[str]) -> dict:
     print(f"{record['environment']['device']} ({platform}), size {size}", flush=True)
     if platform == "cpu" and not args.processes:
         # Compile only: the analysis is what XLA will allocate; interleaving modes keeps pairs if cut short.
-        for steps in config["ks"]:
-            for memory_efficient in (True, False):
-                record["results"].append(measure(config, steps, memory_efficient, run_step=False))
+        for blocks in config["ks"]:
+            for reversible in (True, False):
+                record["results"].append(measure(config, blocks, reversible, run_step=False))
                 write_json(args.json, record)
     else:
-        for mode in ("efficient", "default"):
+        for mode in ("reversible", "scan"):
             worker_json = f"{args.json or 'memory_depth'}.{mode}.part"
             command = [sys.executable, "-m", "benchmarks.memory_depth", "--worker", mode, "--worker-json",
                        worker_json] + (["--full"] if size == "full" else ["--tiny"] if size == "tiny" else [])

@@ -25,19 +25,19 @@ from benchmarks._common import environment, fit_log_slope, glow_inputs, median_r
 
 # base: the configuration every sweep varies one attribute of.
 SIZES = {
-    "tiny": {"base": {"levels": 1, "steps": 2, "hidden": 4, "size": 8, "batch": 2, "context_features": 2},
-             "steps": [1, 2], "size": [4, 8], "batch": [2, 4], "calls": 2, "repeats": 2},
+    "tiny": {"base": {"levels": 1, "blocks": 2, "hidden": 4, "size": 8, "batch": 2, "context_features": 2},
+             "blocks": [1, 2], "size": [4, 8], "batch": [2, 4], "calls": 2, "repeats": 2},
     # A few minutes on a 2-core CPU.
-    "default": {"base": {"levels": 2, "steps": 4, "hidden": 32, "size": 16, "batch": 8, "context_features": 8},
-                "steps": [2, 4, 8, 16], "size": [8, 16, 32], "batch": [4, 8, 16, 32], "calls": 10, "repeats": 7},
-    "full": {"base": {"levels": 3, "steps": 8, "hidden": 256, "size": 32, "batch": 64, "context_features": 64},
-             "steps": [4, 8, 16], "size": [16, 32, 64], "batch": [16, 64, 256], "calls": 10, "repeats": 5},
+    "default": {"base": {"levels": 2, "blocks": 4, "hidden": 32, "size": 16, "batch": 8, "context_features": 8},
+                "blocks": [2, 4, 8, 16], "size": [8, 16, 32], "batch": [4, 8, 16, 32], "calls": 10, "repeats": 7},
+    "full": {"base": {"levels": 3, "blocks": 8, "hidden": 256, "size": 32, "batch": 64, "context_features": 64},
+             "blocks": [4, 8, 16], "size": [16, 32, 64], "batch": [16, 64, 256], "calls": 10, "repeats": 5},
 }
 
 
 def time_config(config: dict, calls: int, repeats: int) -> dict:
     """Seconds per call of forward_and_log_det and inverse for one Glow configuration."""
-    model = jcnf.ConditionalGlow(levels=config["levels"], steps=config["steps"], hidden=config["hidden"],
+    model = jcnf.ConditionalGlow(levels=config["levels"], blocks=config["blocks"], hidden=config["hidden"],
                                  context_features=config["context_features"], encoder_blocks=1)
     size, batch = config["size"], config["batch"]
     value, context = glow_inputs(size, batch)
@@ -51,7 +51,7 @@ def time_config(config: dict, calls: int, repeats: int) -> dict:
         result[f"{direction}_compile_s"] = round(time.perf_counter() - start, 2)
         call = lambda compiled=compiled: compiled(params, value, context)
         result[f"{direction}_s_per_call"] = 1.0 / median_rate(call, calls, repeats)
-    print(f"  K={config['steps']:3} {size:3}x{size:<3} batch {batch:4}: forward "
+    print(f"  K={config['blocks']:3} {size:3}x{size:<3} batch {batch:4}: forward "
           f"{1e3 * result['forward_s_per_call']:8.2f} ms, inverse {1e3 * result['inverse_s_per_call']:8.2f} ms",
           flush=True)
     return result
@@ -63,7 +63,7 @@ def _plot(record: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {"steps": "steps per level K", "pixels": "pixels per image", "batch": "batch size"}
+    labels = {"blocks": "steps per level K", "pixels": "pixels per image", "batch": "batch size"}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (sweep, rows) in zip(axes, record["sweeps"].items(), strict=False):
         x = [row["x"] for row in rows]
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> dict:
     began = time.perf_counter()
     print(f"{record['environment']['device']}, size {size}", flush=True)
     cache: dict[tuple, dict] = {}
-    for sweep, attribute in (("steps", "steps"), ("pixels", "size"), ("batch", "batch")):
+    for sweep, attribute in (("blocks", "blocks"), ("pixels", "size"), ("batch", "batch")):
         rows = []
         for value in sizes[attribute]:
             config = {**base, attribute: value}

@@ -9,7 +9,7 @@ float32):
     which has the scanned program's arithmetic);
   * a bare `jax.jit` step of the same loss and optimizer (no guard, no
     shardings): what the engine's extras cost;
-  * `mle_step` of the memory-efficient mode: its price over the default;
+  * `mle_step` of the reversible schedule: its price over the scan;
   * `sample_step`: samples/s at temperature 1;
   * normflows 1.7.3's own Glow (unconditional, same L, K, width, image size
     and batch), a PyTorch Adam step on `forward_kld`, when normflows is
@@ -40,9 +40,9 @@ from benchmarks._common import compiled_flops, environment, median_rate, peak_fl
 from jcnf import train
 
 # The Glow of Winkler et al.'s scale (L=3) with Glow's width, at ImageNet32 size.
-FULL = {"glow": {"levels": 3, "steps": 16, "hidden": 512, "context_features": 64, "encoder_blocks": 2},
+FULL = {"glow": {"levels": 3, "blocks": 16, "hidden": 512, "context_features": 64, "encoder_blocks": 2},
         "shape": (32, 32, 3), "batch": 64, "calls": 10, "repeats": 5}
-QUICK = {"glow": {"levels": 2, "steps": 2, "hidden": 16, "context_features": 8, "encoder_blocks": 1},
+QUICK = {"glow": {"levels": 2, "blocks": 2, "hidden": 16, "context_features": 8, "encoder_blocks": 1},
          "shape": (16, 16, 3), "batch": 8, "calls": 5, "repeats": 3}
 
 
@@ -54,7 +54,7 @@ def _batch(shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> dict[
 
 
 def _loss_fn(model: jcnf.ConditionalGlow) -> Callable:
-    dequantize = train.uniform_dequantization(256)
+    dequantize = jcnf.dequantize.uniform_dequantization(256)
 
     def loss_fn(params, rng, batch):
         value, correction = dequantize(rng, batch["value"], batch)
@@ -81,10 +81,10 @@ def step_flops(kwargs: dict, params: Any, batch: dict) -> Optional[float]:
     """FLOPs of one loss-and-gradient evaluation, counted on the unrolled program.
 
     XLA's cost analysis counts a loop body once, whatever its trip count, so
-    the scanned program would be undercounted K-fold; `scan_steps=False`
+    the scanned program would be undercounted K-fold; `schedule="unrolled"`
     computes the same arithmetic without loops. Lowering only, no compile.
     """
-    model = jcnf.ConditionalGlow(scan_steps=False, **kwargs)
+    model = jcnf.ConditionalGlow(schedule="unrolled", **kwargs)
     grad = jax.jit(jax.value_and_grad(_loss_fn(model)))
     return compiled_flops(grad.lower(params, jax.random.PRNGKey(0), batch))
 
@@ -98,15 +98,15 @@ def _fraction_of_peak(flops: Optional[float], steps_per_s: float, precision: str
 
 
 def bench_ours(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats: int, dtype_name: str,
-               memory_efficient: bool = False, bare: bool = True) -> dict:
+               reversible: bool = False, bare: bool = True) -> dict:
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else None
-    model = jcnf.ConditionalGlow(dtype=dtype, memory_efficient=memory_efficient, **kwargs)
+    model = jcnf.ConditionalGlow(dtype=dtype, schedule="reversible" if reversible else "scan", **kwargs)
     batch = _batch(shape, batch_size)
     optimizer = train.default_optimizer(1e-3)
-    dequantizer = train.uniform_dequantization(256)
+    dequantizer = jcnf.dequantize.uniform_dequantization(256)
     state = train.create_state(model, optimizer, jax.random.PRNGKey(0), batch, dequantizer=dequantizer)
     step = train.mle_step(model, dequantizer=dequantizer)
-    sharded = train.shard_batch(batch, train.make_mesh())
+    sharded = jcnf.sharding.shard_batch(batch, jcnf.sharding.make_mesh())
     holder = {"state": state}
 
     def train_call():
@@ -117,10 +117,10 @@ def bench_ours(kwargs: dict, shape: tuple, batch_size: int, calls: int, repeats:
     jax.block_until_ready(train_call())
     compile_s = time.perf_counter() - start
     steps_per_s = median_rate(train_call, calls, repeats)
-    result = {"dtype": dtype_name, "memory_efficient": memory_efficient,
+    result = {"dtype": dtype_name, "reversible": reversible,
               "num_params": train.count_params(holder["state"].params), "compile_s": round(compile_s, 2),
               "train_steps_per_s": steps_per_s, "train_examples_per_s": steps_per_s * batch_size}
-    if memory_efficient:
+    if reversible:
         return result
     flops = step_flops({**kwargs, "dtype": dtype}, jax.device_get(holder["state"].params["flow"]), batch)
     result["flops_per_step"] = flops
@@ -156,7 +156,7 @@ def bench_normflows(kwargs: dict, shape: tuple, batch_size: int, calls: int, rep
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     height, _, channels = shape
-    model = build_normflows_glow(kwargs["levels"], kwargs["steps"], kwargs["hidden"], height, channels).to(device)
+    model = build_normflows_glow(kwargs["levels"], kwargs["blocks"], kwargs["hidden"], height, channels).to(device)
     x = torch.rand(batch_size, channels, height, height, device=device)
     with torch.no_grad():
         model.log_prob(x, None)  # ActNorm's data-dependent initialization on the first batch
@@ -204,7 +204,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quick", action="store_true", help="a tiny Glow, few repeats (seconds on a CPU)")
     parser.add_argument("--no-peer", action="store_true", help="skip normflows")
-    parser.add_argument("--no-memory-efficient", action="store_true", help="skip the memory-efficient mode")
+    parser.add_argument("--no-reversible", action="store_true", help="skip the reversible schedule")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     kwargs, shape, batch_size = config["glow"], config["shape"], config["batch"]
@@ -217,11 +217,11 @@ def main(argv: list[str]) -> dict:
           f"{shape}, batch {batch_size}", flush=True)
 
     runs = [("float32", False), ("bfloat16", False)]
-    if not args.no_memory_efficient:
+    if not args.no_reversible:
         runs.append(("float32", True))
-    for dtype_name, memory_efficient in runs:
-        label = dtype_name + ("_memory_efficient" if memory_efficient else "")
-        record["ours"][label] = bench_ours(kwargs, shape, batch_size, calls, repeats, dtype_name, memory_efficient)
+    for dtype_name, reversible in runs:
+        label = dtype_name + ("_reversible" if reversible else "")
+        record["ours"][label] = bench_ours(kwargs, shape, batch_size, calls, repeats, dtype_name, reversible)
         print(f"  ours {label}: {record['ours'][label]}", flush=True)
         write_json(args.json, record)
     if not args.no_peer:
@@ -233,9 +233,9 @@ def main(argv: list[str]) -> dict:
                                           if "fraction_of_dense_peak" in r},
                "engine_over_bare_ratio": {label: ratio(r["train_steps_per_s"], r.get("bare_train_steps_per_s"))
                                           for label, r in ours.items() if "bare_train_steps_per_s" in r}}
-    if "float32_memory_efficient" in ours:
-        summary["memory_efficient_step_ratio"] = ratio(ours["float32"]["train_steps_per_s"],
-                                                       ours["float32_memory_efficient"]["train_steps_per_s"])
+    if "float32_reversible" in ours:
+        summary["reversible_step_ratio"] = ratio(ours["float32"]["train_steps_per_s"],
+                                                       ours["float32_reversible"]["train_steps_per_s"])
     for ours_label, peer_label in (("float32", "float32"), ("bfloat16", "bf16_autocast")):
         peer_rate = peer.get(peer_label, {}).get("train_steps_per_s") if isinstance(peer, dict) else None
         summary[f"{ours_label}_over_normflows_{peer_label}_ratio"] = ratio(ours[ours_label]["train_steps_per_s"],

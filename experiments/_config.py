@@ -10,6 +10,11 @@ does not have is an error naming it, so a typo cannot silently leave a
 setting at its default. The same syntax as `ml_collections.config_flags`,
 without absl's process-wide flag registry: `main(argv)` can be called many
 times in one process (the tests, `experiments.main`).
+
+Why not `ml_collections.config_flags` on a fresh `absl.flags.FlagValues`: it
+would parse the overrides the same way, but absl flags have no subcommands
+(`python -m experiments.superres apply ...`) and report a typo'd override as a
+generic flag error rather than naming the config key.
 """
 
 from __future__ import annotations

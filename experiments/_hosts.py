@@ -26,7 +26,7 @@ def start(mode: str) -> None:
         raise ValueError(f"`distributed` must be 'auto', 'on' or 'off'; got {mode!r}.")
     if mode == "off":
         return
-    joined = jcnf.train.initialize_distributed()
+    joined = jcnf.sharding.initialize_distributed()
     if mode == "on" and not joined:
         jax.distributed.initialize()  # no job in the environment variables: let JAX detect the cluster
 

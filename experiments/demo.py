@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     rng = np.random.default_rng(config.seed)
     train, test = make_ring_pairs(rng, config.data.train_pairs), make_ring_pairs(rng, config.data.test_pairs)
-    model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
+    model = jcnf.ConditionalRealNVP(blocks=config.model.blocks, hidden=config.model.hidden)
     optimizer = optax.chain(optax.clip_by_global_norm(config.train.clip_norm),
                             optax.adam(optax.cosine_decay_schedule(config.train.lr, steps)))
     options = dict(batch_size=batch_size, optimizer=optimizer, seed=config.seed)

@@ -195,25 +195,24 @@ def glow_throughput() -> str:
 
 def memory_depth() -> str:
     """Device peak memory of a training step against depth, both modes."""
-    efficient = _load("benchmarks", "results", "memory_depth_h100.json")["results"]
-    default = _load("benchmarks", "results", "memory_depth_h100_default_mode.json")["results"]
-    depths = sorted({run["steps"] for run in efficient + default})
+    reversible = _load("benchmarks", "results", "memory_depth_h100.json")["results"]
+    scan = _load("benchmarks", "results", "memory_depth_h100_default_mode.json")["results"]
+    depths = sorted({run["blocks"] for run in reversible + scan})
 
     def peaks(runs: list[dict]) -> list[str]:
-        by_depth = {run["steps"]: run.get("device_peak_bytes_in_use") for run in runs}
+        by_depth = {run["blocks"]: run.get("device_peak_bytes_in_use") for run in runs}
         return [f"{by_depth[k] / MIB:,.0f}" if by_depth.get(k) else "not finished in the time limit" for k in depths]
 
-    return _table(["K", *depths], [["default (MiB)", *peaks(default)], ["memory_efficient (MiB)", *peaks(efficient)]])
+    return _table(["K", *depths], [["scan (MiB)", *peaks(scan)], ["reversible (MiB)", *peaks(reversible)]])
 
 
 def compile_time() -> str:
     """Create-state, first-step (compile) and steady step time of ConditionalGlow against depth, both modes."""
     record = _load("benchmarks", "results", "compile_time_cpu.json")
     runs = {(run["depth"], run["mode"]): run for run in record["results"] if "error" not in run}
-    depths = sorted({depth for depth, mode in runs if mode == "default"})
+    depths = sorted({depth for depth, mode in runs if mode == "scan"})
     rows = []
-    for mode, label in (("default", "scanned (default)"), ("memory_efficient", "memory_efficient"),
-                        ("unrolled", "unrolled (`scan_steps=False`)")):
+    for mode, label in (("scan", "scan (default)"), ("reversible", "reversible"), ("unrolled", "unrolled")):
         for key, unit in (("create_state_s", "create_state s"), ("first_step_s", "first mle_step s"),
                           ("step_ms", "steady step ms")):
             cells = [f"{runs[depth, mode][key]:.1f}" if (depth, mode) in runs else "" for depth in depths]

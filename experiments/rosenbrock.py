@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Low fidelity: denoising pairs from the prior.
     x = inverse.rosenbrock_sample(prior_key, config.data.pairs)
     y = x + config.data.noise_std * jax.random.normal(noise_key, (2 * config.data.pairs,)).reshape(config.data.pairs, 2)
-    model = jcnf.ConditionalRealNVP(layers=config.model.layers, hidden=config.model.hidden)
+    model = jcnf.ConditionalRealNVP(blocks=config.model.blocks, hidden=config.model.hidden)
     steps_per_epoch = config.data.pairs // config.train.batch
     schedule = optax.exponential_decay(config.train.lr, steps_per_epoch, 0.9, staircase=True)
     low = jcnf.train.fit(model, {"value": np.asarray(x), "context": np.asarray(y)},

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     y_low = operator.apply(jnp.asarray(x_low))
     y_low = y_low + config.data.noise_low * jax.random.normal(noise_key, (y_low.size,)).reshape(y_low.shape)
     context_low = np.asarray(operator.adjoint(y_low))
-    model = jcnf.ConditionalGlow(levels=config.model.levels, steps=config.model.flow_steps, hidden=config.model.hidden,
+    model = jcnf.ConditionalGlow(levels=config.model.levels, blocks=config.model.blocks, hidden=config.model.hidden,
                                  context_features=config.model.context_features, encoder_blocks=1)
     low = jcnf.train.fit(model, {"value": x_low, "context": context_low}, steps=config.train.steps,
                          batch_size=config.train.batch, optimizer=jcnf.train.default_optimizer(config.train.lr),

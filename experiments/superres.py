@@ -39,16 +39,8 @@ from experiments._figures import image_grid
 from jcnf import data as jdata
 from jcnf import metrics
 from jcnf.baselines import DiscretizedLogisticBaseline
-from jcnf.dequantize import VariationalDequantizer
-from jcnf.train import (
-    count_params,
-    default_optimizer,
-    fit,
-    mle_eval_step,
-    no_dequantization,
-    sample_step,
-    uniform_dequantization,
-)
+from jcnf.dequantize import VariationalDequantizer, no_dequantization, uniform_dequantization
+from jcnf.train import count_params, default_optimizer, fit, mle_eval_step, sample_step
 
 TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
 
@@ -264,14 +256,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     glow = jcnf.flows.SuperResolutionGlow if model_config.context_skip else jcnf.ConditionalGlow
     skip = {"skip": model_config.skip} if model_config.context_skip else {}
-    flow = glow(levels=model_config.levels, steps=model_config.flow_steps, hidden=model_config.hidden,
+    flow = glow(levels=model_config.levels, blocks=model_config.blocks, hidden=model_config.hidden,
                 context_features=model_config.context_features, encoder_blocks=model_config.encoder_blocks,
                 encoder=model_config.encoder, **skip)
     if model_config.dequantization not in ("uniform", "variational"):
         raise ValueError(f"`model.dequantization` must be 'uniform' or 'variational'; got "
                          f"{model_config.dequantization!r}.")
     if model_config.dequantization == "variational":
-        dequantizer = VariationalDequantizer(levels=1, steps=2, hidden=max(model_config.hidden // 2, 8),
+        dequantizer = VariationalDequantizer(levels=1, blocks=2, hidden=max(model_config.hidden // 2, 8),
                                              context_features=max(model_config.context_features // 2, 8))
     else:
         dequantizer = uniform_dequantization(jdata.NUM_BINS)

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
     crops, test = _load(config)
 
-    flow = jcnf.ConditionalGlow(levels=model_config.levels, steps=model_config.flow_steps, hidden=model_config.hidden,
+    flow = jcnf.ConditionalGlow(levels=model_config.levels, blocks=model_config.blocks, hidden=model_config.hidden,
                                 context_features=model_config.context_features,
                                 encoder_blocks=model_config.encoder_blocks,
                                 full_resolution_context=model_config.full_resolution_context)

@@ -5,6 +5,10 @@ log file captured with `> log 2>&1` fills with thousands of partial lines.
 `progress_bar` therefore draws a tqdm bar only where someone watches it (stderr
 is a terminal, or a Jupyter kernel, where tqdm draws a widget) and otherwise
 prints one plain line every `log_every` steps.
+
+Why not `clu.periodic_actions.ReportProgress`: it logs rates through
+`absl.logging` on a schedule and draws no bar; the choice needed here is
+between a bar on a terminal and plain lines in a file.
 """
 
 from __future__ import annotations

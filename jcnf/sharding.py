@@ -176,5 +176,5 @@ def _initialize(*args) -> None:
     try:
         jax.distributed.initialize(*args)
     except RuntimeError as err:
-        raise RuntimeError(f"{err} Call jcnf.train.initialize_distributed() first thing in the script, before "
+        raise RuntimeError(f"{err} Call jcnf.sharding.initialize_distributed() first thing in the script, before "
                            "creating any array or model.") from err

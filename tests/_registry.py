@@ -160,14 +160,14 @@ def _realnvp(dtype: Any) -> Case:
     context = jax.random.normal(_key(2), (2, 2), dtype)
     # Perturbations of 0.1: at 0.2 the log-scales compound so that float32 round trips drift by 1e-3
     # (float64 ones stay exact, test_float64).
-    return _flow(ConditionalRealNVP(layers=3, hidden=8), value, context, 0.1, value[:, :1], "dim >= 2", dtype,
+    return _flow(ConditionalRealNVP(blocks=3, hidden=8), value, context, 0.1, value[:, :1], "dim >= 2", dtype,
                  round_trip_atol=1e-4)
 
 
 def _glow(dtype: Any) -> Case:
     value = jax.random.uniform(_key(1), (2, 4, 4, 2), dtype)
     context = jax.random.normal(_key(2), (2, 2, 2, 3), dtype)
-    model = ConditionalGlow(levels=2, steps=1, hidden=8, context_features=4, encoder_blocks=1)
+    model = ConditionalGlow(levels=2, blocks=1, hidden=8, context_features=4, encoder_blocks=1)
     return _flow(model, value, context, 0.05, value[:, :3, :3], "divisible by 2\\^levels", dtype,
                  round_trip_atol=1e-4, log_det_atol=1e-3)
 
@@ -175,7 +175,7 @@ def _glow(dtype: Any) -> Case:
 def _superres(dtype: Any) -> Case:
     value = jax.random.uniform(_key(1), (2, 4, 4, 1), dtype)
     context = value.reshape(2, 2, 2, 2, 2, 1).mean((2, 4))
-    model = SuperResolutionGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    model = SuperResolutionGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     return _flow(model, value, context, 0.2, value[..., 0], "`value`", dtype)
 
 
@@ -209,7 +209,7 @@ def _dequantizer(model: Any, value: Array, context: Array, scale: float, dtype: 
 
 
 def _variational(dtype: Any) -> Case:
-    model = VariationalDequantizer(num_bins=4, levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    model = VariationalDequantizer(num_bins=4, levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     value = jax.random.randint(_key(1), (2, 2, 2, 1), 0, 4).astype(dtype) / 4
     return _dequantizer(model, value, jax.random.uniform(_key(2), (2, 1, 1, 1), dtype), 0.3, dtype)
 

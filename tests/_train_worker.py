@@ -31,7 +31,7 @@ import time
 import jax
 import numpy as np
 
-MODEL_KWARGS = {"layers": 2, "hidden": 16}
+MODEL_KWARGS = {"blocks": 2, "hidden": 16}
 
 
 def tiny_problem(num_examples: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
@@ -71,10 +71,10 @@ def run_devices8(out: str) -> None:
     # Values on a grid of 1/256 bins, so uniform dequantization draws noise: the
     # noise must not depend on how the batch is split either.
     batch["value"] = np.floor((batch["value"] - batch["value"].min()) * 40) / 256
-    dequantizer = train.uniform_dequantization(256)
+    dequantizer = jcnf.dequantize.uniform_dequantization(256)
     record = {}
     for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
-        mesh = train.make_mesh(devices)
+        mesh = jcnf.sharding.make_mesh(devices)
         # Plain SGD: Adam divides by |g|, which turns reduction-order rounding in
         # near-zero gradients into lr-sized differences; SGD keeps them at rounding.
         state = train.create_state(model, optax.sgd(1e-2), jax.random.PRNGKey(0), batch,
@@ -88,7 +88,7 @@ def run_devices8(out: str) -> None:
         record[f"devices_{name}"] = len(state.params["flow"]["base"]["head"]["kernel"].sharding.device_set)
         np.savez(f"{out}.{name}.npz", **flat_params(state))
 
-    mesh8 = train.make_mesh()
+    mesh8 = jcnf.sharding.make_mesh()
     state8 = train.create_state(model, optax.sgd(1e-2), jax.random.PRNGKey(0), batch, mesh=mesh8)
     odd = {key: x[:12] for key, x in data.items()}
     record["step_error"] = _error(lambda: train.mle_step(model, mesh8)(state8, odd))
@@ -108,7 +108,9 @@ def run_distributed(out: str, port: int, process_id: int, checkpoint_dir: str) -
     # The library's entry point reads the job from these variables.
     os.environ.update({"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JCNF_NUM_PROCESSES": "2",
                        "JCNF_PROCESS_ID": str(process_id)})
-    assert train.initialize_distributed()
+    from jcnf import sharding
+
+    assert sharding.initialize_distributed()
     assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
     import optax
 
@@ -123,9 +125,9 @@ def run_distributed(out: str, port: int, process_id: int, checkpoint_dir: str) -
 
 
 def _join_two_processes(port: int, process_id: int) -> None:
-    from jcnf import train
+    from jcnf import sharding
 
-    assert train.initialize_distributed(f"localhost:{port}", 2, process_id)
+    assert sharding.initialize_distributed(f"localhost:{port}", 2, process_id)
     assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
 
 

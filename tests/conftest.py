@@ -82,7 +82,7 @@ def perturb(params, rng, scale=0.1):
 def perturbed_realnvp(layers: int, hidden: int, batch: int):
     """(model, variables, value [batch, 3], context [batch, 2]): a small ConditionalRealNVP, perturbed off identity."""
     rng = jax.random.PRNGKey(0)
-    model = jcnf.ConditionalRealNVP(layers=layers, hidden=hidden)
+    model = jcnf.ConditionalRealNVP(blocks=layers, hidden=hidden)
     value = jax.random.normal(rng, (batch, 3))
     context = jax.random.normal(jax.random.PRNGKey(1), (batch, 2))
     variables = perturb(jax.jit(model.init)(rng, value, context), jax.random.PRNGKey(2), 0.1)

@@ -55,7 +55,7 @@ def test_logdet_throughput_smallest_configuration_writes_valid_json(tmp_path):
 def test_scaling_tiny_sweeps_every_axis_and_fits_finite_slopes(tmp_path):
     record = scaling.main(["--tiny", "--json", str(tmp_path / "scaling.json"), "--png", str(tmp_path / "s.png")])
     assert record["complete"] and json.loads((tmp_path / "scaling.json").read_text())["slopes"] == record["slopes"]
-    assert {name: len(rows) for name, rows in record["sweeps"].items()} == {"steps": 2, "pixels": 2, "batch": 2}
+    assert {name: len(rows) for name, rows in record["sweeps"].items()} == {"blocks": 2, "pixels": 2, "batch": 2}
     assert all(math.isfinite(p) for slope in record["slopes"].values() for p in slope.values())
     assert (tmp_path / "s.png").stat().st_size > 0
 
@@ -63,11 +63,11 @@ def test_scaling_tiny_sweeps_every_axis_and_fits_finite_slopes(tmp_path):
 def test_memory_depth_tiny_measures_both_modes_at_every_depth(tmp_path):
     record = memory_depth.main(["--tiny", "--json", str(tmp_path / "memory.json")])
     assert record["complete"]
-    modes = {(row["steps"], row["memory_efficient"]) for row in record["results"]}
+    modes = {(row["blocks"], row["reversible"]) for row in record["results"]}
     assert modes == {(k, mode) for k in record["summary"]["ks"] for mode in (True, False)}
     # The same parameters in both modes: the parameter count does not depend on the gradient method.
     for k in record["summary"]["ks"]:
-        assert len({row["num_params"] for row in record["results"] if row["steps"] == k}) == 1
+        assert len({row["num_params"] for row in record["results"] if row["blocks"] == k}) == 1
     assert all(row["total_bytes"] > 0 for row in record["results"])
 
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from jcnf import train
 from jcnf.data import ArrayBatches
 
 
@@ -52,7 +51,3 @@ def test_bad_arguments():
         ArrayBatches({"value": np.zeros((4, 2)), "context": np.zeros((3, 1))}, batch_size=2)
     with pytest.raises(ValueError, match="processes"):
         ArrayBatches(_arrays(), batch_size=3, process_index=0, process_count=2)
-
-
-def test_train_re_exports_array_batches():
-    assert train.ArrayBatches is ArrayBatches

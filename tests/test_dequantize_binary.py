@@ -125,7 +125,7 @@ def test_mle_step_trains_flow_and_dequantizer_and_reports_the_bound():
     value = _labels(2, (8, 8, 8, 1))
     context = jnp.concatenate([2.0 * value - 1.0, jnp.zeros_like(value)], -1)  # context reveals the label
     batch = {"value": value, "context": context}
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=8, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=8, context_features=4, encoder_blocks=1)
     dq = BinaryDequantizer(hidden=4)
     state = jcnf.train.create_state(model, optax.adam(5e-3), jax.random.PRNGKey(0), batch, dequantizer=dq)
     before = state.params

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jcnf import train
-from jcnf.dequantize import Dequantizer, no_dequantization, uniform_dequantization
+from jcnf.dequantize import no_dequantization, uniform_dequantization
 
 pytestmark = pytest.mark.strict_dtypes
 
@@ -35,9 +34,3 @@ def test_bins_are_checked():
         uniform_dequantization(1)
     with pytest.raises(ValueError, match="`num_bins`"):
         uniform_dequantization(32.0)
-
-
-def test_train_re_exports_the_fixed_dequantizers():
-    assert train.Dequantizer is Dequantizer
-    assert train.no_dequantization is no_dequantization
-    assert train.uniform_dequantization is uniform_dequantization

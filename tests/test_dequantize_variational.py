@@ -21,7 +21,7 @@ NUM_BINS = 4
 
 
 def _tiny(**kwargs):
-    return VariationalDequantizer(num_bins=NUM_BINS, levels=1, steps=1, hidden=4, context_features=4,
+    return VariationalDequantizer(num_bins=NUM_BINS, levels=1, blocks=1, hidden=4, context_features=4,
                                   encoder_blocks=1, **kwargs)
 
 
@@ -103,7 +103,7 @@ def test_bound_is_below_exact_discrete_log_likelihood():
 def test_trains_jointly_with_a_flow():
     import jcnf
     dequantizer = _tiny()
-    flow = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    flow = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     rng = jax.random.PRNGKey(0)
     value = jax.random.randint(rng, (4, 2, 2, 1), 0, NUM_BINS) / NUM_BINS
     batch = {"value": value, "context": jax.random.uniform(rng, (4, 1, 1, 1))}

@@ -15,9 +15,3 @@ def test_matches_scipy_summed_over_the_event_axes():
     np.testing.assert_allclose(standard_normal_log_prob(z, 2), norm.logpdf(z).sum(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_allclose(standard_normal_log_prob(z, 1), norm.logpdf(z).sum(axis=2), rtol=1e-5)
     assert standard_normal_log_prob(z, 0).shape == (3, 4, 5)
-
-
-def test_flows_re_export_it():
-    import jcnf
-
-    assert jcnf.flows.standard_normal_log_prob is standard_normal_log_prob

@@ -20,7 +20,7 @@ def test_every_config_has_default_and_smoke(experiment):
 
 def test_paper_superres_is_winkler_et_al():
     paper = _config.load_config("experiments/configs/superres.py:paper")
-    assert (paper.model.levels, paper.model.flow_steps, paper.model.hidden) == (3, 8, 512)
+    assert (paper.model.levels, paper.model.blocks, paper.model.hidden) == (3, 8, 512)
     assert (paper.model.context_features, paper.model.encoder_blocks) == (128, 16)
     assert (paper.data.source, paper.train.batch, paper.train.lr) == ("tfds", 64, 2e-4)
 

@@ -33,7 +33,7 @@ def test_jit_vmap_grad(realnvp):
 
 def test_checked_mode_reports_nan_eagerly_and_under_jit(realnvp):
     _, variables, value, context = realnvp
-    model = jcnf.ConditionalRealNVP(layers=4, hidden=16, check_finite=True)
+    model = jcnf.ConditionalRealNVP(blocks=4, hidden=16, check_finite=True)
     bad = value.at[2, 1].set(jnp.nan)
     with pytest.raises(ValueError, match="`value` contains 1 NaN"):
         model.apply(variables, bad, context)
@@ -53,14 +53,14 @@ def test_sampling_before_init_and_wrong_latent_shape_are_reported(realnvp):
 
 
 def test_with_event_shape_applies_a_glow_trained_on_crops_to_whole_images():
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     crops = jax.random.uniform(RNG, (2, 4, 4, 1))
     params = perturb(model.init(RNG, crops, crops)["params"], jax.random.PRNGKey(1), 0.1)
     images = jax.random.uniform(jax.random.PRNGKey(2), (2, 8, 6, 1))
     context = images.reshape(2, 4, 2, 3, 2, 1).mean((2, 4))   # half resolution
     whole = jcnf.flows.with_event_shape(model, params, (8, 6, 1))
     assert tuple(params["shape_marker"]["value_shape"].shape) == (0, 4, 4, 1)  # the input tree is not changed
-    assert whole["level_steps_0"] is params["level_steps_0"]
+    assert whole["level_blocks_0"] is params["level_blocks_0"]
     samples = model.apply({"params": whole}, RNG, context, method="sample")
     assert samples.shape == (2, 8, 6, 1)
     z, log_det = model.apply({"params": whole}, images, context, method="forward_and_log_det")
@@ -74,7 +74,7 @@ def test_with_event_shape_applies_a_glow_trained_on_crops_to_whole_images():
 
 
 def test_with_event_shape_rejects_shapes_the_model_cannot_take(realnvp):
-    glow = jcnf.ConditionalGlow(levels=2, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    glow = jcnf.ConditionalGlow(levels=2, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     params = {"shape_marker": {"value_shape": jnp.zeros((0, 8, 8, 3))}}
     with pytest.raises(ValueError, match=r"`event_shape` must be \(height, width, 3\).*2\^levels = 4.*\(12, 10, 3\)"):
         jcnf.flows.with_event_shape(glow, params, (12, 10, 3))
@@ -96,7 +96,7 @@ def test_with_event_shape_rejects_shapes_the_model_cannot_take(realnvp):
 
 
 def test_trained_flows_name_a_context_of_the_wrong_width_and_a_negative_temperature():
-    realnvp = jcnf.ConditionalRealNVP(layers=3, hidden=8)
+    realnvp = jcnf.ConditionalRealNVP(blocks=3, hidden=8)
     value, context = jnp.ones((4, 3)), jnp.ones((4, 2))
     variables = realnvp.init(RNG, value, context)
     with pytest.raises(ValueError, match=r"`context` must have 2 features .* got shape \(4, 5\)"):
@@ -105,7 +105,7 @@ def test_trained_flows_name_a_context_of_the_wrong_width_and_a_negative_temperat
         realnvp.apply(variables, RNG, jnp.ones((4, 1)), method="sample")
     with pytest.raises(ValueError, match="`temperature` must be a non-negative"):
         realnvp.apply(variables, RNG, context, temperature=-1.0, method="sample")
-    glow = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=2, encoder_blocks=1)
+    glow = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=2, encoder_blocks=1)
     image, low_res = jnp.ones((2, 4, 4, 1)), jnp.ones((2, 2, 2, 3))
     glow_variables = glow.init(RNG, image, low_res)
     with pytest.raises(ValueError, match=r"`context` must have 3 features .* got shape \(2, 2, 2, 1\)"):

@@ -48,7 +48,7 @@ def _train(model, variables, value, context, steps=3):
 
 @pytest.mark.allow_dtype_promotion("optax's Adam raises a Python float to its int32 step count")
 def test_three_level_eight_step_glow_inverts_at_init_and_after_training():
-    model = jcnf.ConditionalGlow(levels=3, steps=8, hidden=8, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=3, blocks=8, hidden=8, context_features=4, encoder_blocks=1)
     # 16 examples: ActNorm's data-dependent init at the 1x1 top level needs a
     # batch that spans the data, or its scales start degenerate.
     value, context = _data(batch=16)
@@ -65,7 +65,7 @@ def test_three_level_eight_step_glow_inverts_at_init_and_after_training():
 @pytest.mark.parametrize("coupling,context_shape", [
     ("additive", (1, 4, 4, 1)), pytest.param("spline", (1, 5), marks=SPLINE_PROMOTES)])
 def test_whole_glow_log_det_matches_brute_force_jacobian(coupling, context_shape):
-    model = jcnf.ConditionalGlow(levels=2, steps=1, hidden=8, coupling=coupling, context_features=4,
+    model = jcnf.ConditionalGlow(levels=2, blocks=1, hidden=8, coupling=coupling, context_features=4,
                                  encoder_blocks=1)
     value = jax.random.uniform(RNG, (1, 4, 4, 2))
     context = jax.random.normal(jax.random.PRNGKey(1), context_shape)
@@ -87,7 +87,7 @@ def test_whole_glow_log_det_matches_brute_force_jacobian(coupling, context_shape
 
 
 def test_context_changes_log_prob_and_samples():
-    model = jcnf.ConditionalGlow(levels=2, steps=2, hidden=8, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=2, blocks=2, hidden=8, context_features=4, encoder_blocks=1)
     value, context = _data()
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(3), 0.05)
     other = context[::-1]
@@ -101,7 +101,7 @@ def test_context_changes_log_prob_and_samples():
 
 
 def test_sampling_temperature_and_keys():
-    model = jcnf.ConditionalGlow(levels=2, steps=1, hidden=8, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=2, blocks=1, hidden=8, context_features=4, encoder_blocks=1)
     value, context = _data(batch=2)
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(4), 0.05)
     sample = jax.jit(lambda rng, t: model.apply(variables, rng, context, temperature=t, method="sample"))
@@ -121,12 +121,12 @@ def test_sampling_temperature_and_keys():
     ((2, 8, 8, 2), (2, 3, 3, 3), "integer"),            # context not value / r
 ])
 def test_bad_shapes_raise_value_error_naming_argument(value_shape, context_shape, match):
-    model = jcnf.ConditionalGlow(levels=2, steps=1, hidden=8, context_features=4, encoder_blocks=1)
+    model = jcnf.ConditionalGlow(levels=2, blocks=1, hidden=8, context_features=4, encoder_blocks=1)
     with pytest.raises(ValueError, match=match):
         model.init(RNG, jnp.zeros(value_shape), jnp.zeros(context_shape))
 
 
 def test_integer_value_is_rejected_with_advice():
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=8)
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=8)
     with pytest.raises(ValueError, match="`value` must be a floating-point array"):
         model.init(RNG, jnp.zeros((1, 4, 4, 1), jnp.uint8), jnp.zeros((1, 4, 4, 1)))

@@ -8,9 +8,9 @@ from conftest import brute_force_log_det, perturb
 
 from jcnf.flows.layers import (
     ActNormLayer,
+    CouplingBlock,
     CouplingPair,
-    CouplingStep,
-    GlowStep,
+    GlowBlock,
     InvConv1x1Layer,
     ShapeMarker,
 )
@@ -24,11 +24,11 @@ VECTOR = jax.random.normal(jax.random.PRNGKey(3), (2, 3))
 VECTOR_CONTEXT = jax.random.normal(jax.random.PRNGKey(4), (2, 2))
 
 # (name, layer, value, conditioning inputs before `inverse`): image layers on [2, 2, 2, 2], vector ones on [2, 3].
-# GlowStep runs ActNormLayer, InvConv1x1Layer and a convolutional CouplingLayer; the vector steps run the
+# GlowBlock runs ActNormLayer, InvConv1x1Layer and a convolutional CouplingLayer; the vector steps run the
 # MLP conditioner.
 LAYERS = [
-    pytest.param("glow_step", GlowStep(hidden=4), IMAGE, (IMAGE_FEATURES,)),
-    pytest.param("coupling_step_spline", CouplingStep("spline", hidden=4, num_bins=4), VECTOR, (VECTOR_CONTEXT,),
+    pytest.param("glow_step", GlowBlock(hidden=4), IMAGE, (IMAGE_FEATURES,)),
+    pytest.param("coupling_step_spline", CouplingBlock("spline", hidden=4, num_bins=4), VECTOR, (VECTOR_CONTEXT,),
                  marks=pytest.mark.allow_dtype_promotion("distrax's spline concatenates int32 and float32 arrays")),
     pytest.param("coupling_pair", CouplingPair("affine", hidden=4), VECTOR, (VECTOR_CONTEXT,)),
 ]
@@ -73,7 +73,7 @@ def test_conv1x1_layer_starts_as_a_rotation():
 
 
 def test_coupling_step_without_actnorm_has_only_the_coupling_parameters():
-    layer = CouplingStep(hidden=4, actnorm=False)
+    layer = CouplingBlock(hidden=4, actnorm=False)
     params = jax.eval_shape(layer.init, RNG, VECTOR, VECTOR_CONTEXT)["params"]
     assert sorted(params) == ["coupling"]
 

@@ -25,7 +25,7 @@ def _data(batch=64, dim=3, context_dim=2, seed=0):
 @pytest.mark.allow_dtype_promotion("optax's Adam raises a Python float to its int32 step count")
 @pytest.mark.parametrize("coupling", ["affine", pytest.param("spline", marks=SPLINE_PROMOTES)])
 def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling):
-    model = jcnf.ConditionalRealNVP(layers=8, hidden=16, coupling=coupling)
+    model = jcnf.ConditionalRealNVP(blocks=8, hidden=16, coupling=coupling)
     value, context = _data()
     variables = jax.jit(model.init)(RNG, value, context)
     roundtrip = jax.jit(lambda v: model.apply(
@@ -53,7 +53,7 @@ def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling):
 @pytest.mark.parametrize("coupling,conditional_base", [
     ("additive", False), pytest.param("spline", True, marks=SPLINE_PROMOTES)])
 def test_log_det_matches_brute_force_jacobian(coupling, conditional_base):
-    model = jcnf.ConditionalRealNVP(layers=3, hidden=8, coupling=coupling, conditional_base=conditional_base)
+    model = jcnf.ConditionalRealNVP(blocks=3, hidden=8, coupling=coupling, conditional_base=conditional_base)
     value, context = _data(batch=4)
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(1), 0.2)
     z, log_det = model.apply(variables, value[:1], context[:1], method="forward_and_log_det")
@@ -63,7 +63,7 @@ def test_log_det_matches_brute_force_jacobian(coupling, conditional_base):
 
 
 def test_log_prob_integrates_to_one_on_a_grid():
-    model = jcnf.ConditionalRealNVP(layers=4, hidden=16)
+    model = jcnf.ConditionalRealNVP(blocks=4, hidden=16)
     value, context = _data(batch=32, dim=2, context_dim=1)
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(2), 0.1)
     # A 400x400 grid on [-12, 12]^2 covers the mass of this perturbed model; the
@@ -77,7 +77,7 @@ def test_log_prob_integrates_to_one_on_a_grid():
 
 
 def test_context_reaches_output_and_samples():
-    model = jcnf.ConditionalRealNVP(layers=4, hidden=16)
+    model = jcnf.ConditionalRealNVP(blocks=4, hidden=16)
     value, context = _data(batch=8)
     variables = perturb(jax.jit(model.init)(RNG, value, context), jax.random.PRNGKey(3), 0.1)
     grad = jax.grad(lambda c: jnp.sum(model.apply(variables, value, c)))(context)
@@ -95,4 +95,4 @@ def test_context_reaches_output_and_samples():
 ])
 def test_bad_input_raises(value, context, match):
     with pytest.raises(ValueError, match=match):
-        jcnf.ConditionalRealNVP(layers=2, hidden=8).init(RNG, value, context)
+        jcnf.ConditionalRealNVP(blocks=2, hidden=8).init(RNG, value, context)

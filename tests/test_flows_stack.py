@@ -1,11 +1,11 @@
-"""Steps stacked on a leading axis and scanned: same flow as the unrolled loop, flat program size in depth.
+"""Blocks stacked on a leading axis and scanned: same flow as the unrolled loop, flat program size in depth.
 
-`scan_steps=True` (one `lax.scan` per level), `scan_steps=False` (a Python
-loop over the same stacked parameters) and `memory_efficient=True` (the scan
+`schedule="scan"` (one `lax.scan` per level), `schedule="unrolled"` (a Python
+loop over the same stacked parameters) and `schedule="reversible"` (the scan
 with an inverting backward pass) are three schedules of one arithmetic.
 Values agree to float32 fusion-order rounding (1e-5 relative on values of
-order 1-10); gradients of the memory-efficient path carry the reconstruction
-error of inverting each step, a few ulps per step, hence 1e-4 relative.
+order 1-10); gradients of the reversible schedule carry the reconstruction
+error of inverting each block, a few ulps per block, hence 1e-4 relative.
 """
 
 import jax
@@ -15,14 +15,14 @@ import pytest
 from conftest import assert_close, perturb
 
 import jcnf
-from jcnf.flows.layers import GlowStep
-from jcnf.flows.stack import StepStack
+from jcnf.flows.layers import GlowBlock
+from jcnf.flows.stack import BlockStack
 
 pytestmark = pytest.mark.strict_dtypes
 
 RNG = jax.random.PRNGKey(0)
-GLOW = dict(levels=2, steps=2, hidden=4, context_features=2, encoder_blocks=1)
-REALNVP = dict(layers=5, hidden=8)  # two scanned pairs and an odd last layer
+GLOW = dict(levels=2, blocks=2, hidden=4, context_features=2, encoder_blocks=1)
+REALNVP = dict(blocks=5, hidden=8)  # two scanned pairs and an odd last block
 
 
 def _glow_data():
@@ -81,14 +81,14 @@ def _assert_trees_close(actual, expected, rtol):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_scanned_unrolled_and_memory_efficient_agree(name):
+def test_scan_unrolled_and_reversible_schedules_agree(name):
     cls, kwargs, data = CASES[name]
     value, context = data()
-    unrolled = cls(scan_steps=False, **kwargs)
+    unrolled = cls(schedule="unrolled", **kwargs)
     # Random parameters of the model's shapes around zero (ActNorm and 1x1 conv near the
     # identity), so no coupling is the identity and every gradient is non-trivial. At a
     # scale of 0.2 some draws make the inverse so ill-conditioned that float32 gradients
-    # reach 1e7 and differ by rounding alone (in float64 the memory-efficient gradients
+    # reach 1e7 and differ by rounding alone (in float64 the reversible gradients
     # match to 1e-12); 0.1 keeps them of order 1-100.
     shapes = jax.eval_shape(unrolled.init, RNG, value, context)
     params = perturb(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), jax.random.PRNGKey(2),
@@ -106,14 +106,14 @@ def test_scanned_unrolled_and_memory_efficient_agree(name):
     assert_close(samples, samples_ref, atol=1e-5, rtol=1e-5)
     assert _assert_trees_close(grads, grads_ref, 1e-4) > 10
     if cls is jcnf.ConditionalGlow:
-        # The memory-efficient mode: both losses' values (its forward and inverse passes) and gradients
-        # (inverting each step instead of storing activations).
-        efficient = cls(memory_efficient=True, **kwargs)
-        grads = jax.jit(lambda *a: _grads(efficient, *a))(params, value, z, context)
+        # The reversible schedule: both losses' values (its forward and inverse passes) and gradients
+        # (inverting each block instead of storing activations).
+        reversible = cls(schedule="reversible", **kwargs)
+        grads = jax.jit(lambda *a: _grads(reversible, *a))(params, value, z, context)
         for (loss, _), (loss_ref, _) in zip(grads, grads_ref, strict=True):
             assert_close(loss, loss_ref, atol=1e-5, rtol=1e-5)  # values: the same scan, fusion-order rounding
         assert _assert_trees_close(grads, grads_ref, 1e-4) > 10
-    # And the flow inverts: value -> latent -> value within float32 rounding of a few steps.
+    # And the flow inverts: value -> latent -> value within float32 rounding of a few blocks.
     (z_ref, _), *_ = reference
     back = unrolled.apply({"params": params}, z_ref, context, method="inverse")
     assert_close(back, value, atol=1e-4)
@@ -124,39 +124,38 @@ def test_scanned_init_equals_unrolled_init(name):
     cls, kwargs, data = CASES[name]
     value, context = data()
     scanned = jax.jit(cls(**kwargs).init)(RNG, value, context)
-    unrolled = jax.jit(cls(scan_steps=False, **kwargs).init)(RNG, value, context)
+    unrolled = jax.jit(cls(schedule="unrolled", **kwargs).init)(RNG, value, context)
     assert jax.tree.structure(scanned) == jax.tree.structure(unrolled)
     # Same keys, same data-dependent statistics; the scan only changes fusion order.
     assert _assert_trees_close(scanned, unrolled, 1e-5) > 10
 
 
-def test_actnorm_init_sees_the_activations_arriving_at_each_step():
+def test_actnorm_init_sees_the_activations_arriving_at_each_block():
     x = jax.random.normal(RNG, (8, 4, 4, 4)) * 3.0 + 1.0
     features = jax.random.normal(jax.random.PRNGKey(1), (8, 4, 4, 2))
-    stack = StepStack(GlowStep, (("hidden", 8),), length=4)
-    stacked = stack.init(RNG, x, features)["params"]["steps"]
+    stack = BlockStack(GlowBlock, (("hidden", 8),), length=4)
+    stacked = stack.init(RNG, x, features)["params"]["blocks"]
     assert stacked["actnorm"]["loc"].shape == (4, 4)
-    step = GlowStep(8)
+    block = GlowBlock(8)
     h = x
     for k in range(4):
         params = jax.tree.map(lambda leaf, k=k: leaf[k], stacked)
         loc, log_scale = params["actnorm"]["loc"], params["actnorm"]["log_scale"]
         normalized = (h + loc[None, None, None]) * jnp.exp(log_scale)[None, None, None]
-        # Data-dependent init: step k's ActNorm standardizes step k's own input.
+        # Data-dependent init: block k's ActNorm standardizes block k's own input.
         assert_close(normalized.mean((0, 1, 2)), 0.0, atol=1e-5)
         assert_close(normalized.std((0, 1, 2)), 1.0, atol=1e-4)
-        h, _ = step.apply({"params": params}, h, features)
+        h, _ = block.apply({"params": params}, h, features)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_program_size_does_not_grow_with_depth(name):
-    """One traced step body per level: the jaxprs of init and of the gradient have the same size at any depth."""
+    """One traced block body per level: the jaxprs of init and of the gradient have the same size at any depth."""
     cls, kwargs, data = CASES[name]
     value, context = data()
-    depth_key = "steps" if cls is jcnf.ConditionalGlow else "layers"
     sizes = {}
     for depth in (2, 6) if cls is jcnf.ConditionalGlow else (4, 12):
-        model = cls(**{**kwargs, depth_key: depth})
+        model = cls(**{**kwargs, "blocks": depth})
         params = jax.eval_shape(model.init, RNG, value, context)
         grad = jax.grad(lambda p, model=model: -jnp.mean(model.apply(p, value, context)))
         sizes[depth] = (len(jax.make_jaxpr(model.init)(RNG, value, context).eqns),
@@ -165,19 +164,7 @@ def test_program_size_does_not_grow_with_depth(name):
     assert shallow == deep, sizes
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_legacy_layout_is_named_and_converts(name):
-    cls, kwargs, data = CASES[name]
-    value, context = data()
-    model = cls(**kwargs)
-    params = perturb(model.init(RNG, value, context)["params"], jax.random.PRNGKey(2), 0.1)
-    old = jcnf.flows.legacy.unstack_params(model, params)
-    assert any(key.startswith(("flow_steps_", "couplings_")) for key in old)
-    with pytest.raises(ValueError, match="unstacked per-step layout.*stack_legacy_params"):
-        model.apply({"params": old}, value, context, method="log_prob")
-    converted = jcnf.flows.stack_legacy_params(model, old)
-    assert jax.tree.structure(converted) == jax.tree.structure(params)
-    assert_close(model.apply({"params": converted}, value, context),
-                 model.apply({"params": params}, value, context), atol=0)
-    with pytest.raises(ValueError, match="already in the stacked layout"):
-        jcnf.flows.stack_legacy_params(model, params)
+def test_unknown_schedule_is_named():
+    value, context = _glow_data()
+    with pytest.raises(ValueError, match="`schedule` must be one of .*'scan'.*got 'scanned'"):
+        jcnf.ConditionalGlow(schedule="scanned", **GLOW).init(RNG, value, context)

@@ -22,7 +22,7 @@ SKIPS = ["backprojected", "nearest"]
 @functools.lru_cache(maxsize=None)
 def _setup(skip="backprojected"):
     """Perturbed variables, a 4x4 value and its 2x2 area-downsampled context; cached: compiling init is slow."""
-    model = SuperResolutionGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1, skip=skip)
+    model = SuperResolutionGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1, skip=skip)
     rng = jax.random.PRNGKey(0)
     value = jax.random.uniform(rng, (3, 4, 4, 1))
     context = value.reshape(3, 2, 2, 2, 2, 1).mean((2, 4))
@@ -52,7 +52,7 @@ def test_inverse_and_log_det_against_jacobian(skip):
 def test_is_a_glow_of_the_residual_with_a_volume_preserving_skip(skip):
     model, variables, value, context = _setup(skip)
     residual = value - _upsampled(context, skip)
-    glow = ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1)
+    glow = ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1)
     ours = jax.jit(lambda v, c: model.apply(variables, v, c, method="forward_and_log_det"))(value, context)
     expected = jax.jit(lambda v, c: glow.apply(variables, v, c, method="forward_and_log_det"))(residual, context)
     # Same parameters, same float32 operations on the same residual: the skip
@@ -87,4 +87,4 @@ def test_context_must_be_an_image_with_the_values_channels():
     with pytest.raises(ValueError, match="1 channels"):
         model.apply(variables, jax.random.PRNGKey(0), jnp.zeros((3, 1, 1, 2)), method="sample")
     with pytest.raises(ValueError, match="`skip` must be one of"):
-        SuperResolutionGlow(levels=1, steps=1, hidden=4, skip="bicubic").init(jax.random.PRNGKey(0), value, context)
+        SuperResolutionGlow(levels=1, blocks=1, hidden=4, skip="bicubic").init(jax.random.PRNGKey(0), value, context)

@@ -37,7 +37,7 @@ def log_evidence_of_objective():
 
 @pytest.fixture(scope="module")
 def problem():
-    model = jcnf.ConditionalRealNVP(layers=2, hidden=16)
+    model = jcnf.ConditionalRealNVP(blocks=2, hidden=16)
     operator = inverse.dense(A)
     mean, cov = inverse.linear_gaussian_posterior(operator, Y_OBS, NOISE_STD, PRIOR_MEAN, PRIOR_COV)
     # The amortized flow: q(x | y) on low-fidelity pairs of a different operator (denoising, noise 0.3).
@@ -147,7 +147,7 @@ def test_bad_input_raises_clear_errors(problem):
 
 
 def test_fits_with_one_step_compile_once_and_take_the_new_observation():
-    model = jcnf.ConditionalRealNVP(layers=1, hidden=8)
+    model = jcnf.ConditionalRealNVP(blocks=1, hidden=8)
     operator = inverse.dense(A)
     traces = []
 
@@ -191,7 +191,7 @@ def test_fits_with_one_step_compile_once_and_take_the_new_observation():
 
 
 def test_one_step_takes_each_operator_as_it_is_now():
-    model = jcnf.ConditionalRealNVP(layers=1, hidden=8)
+    model = jcnf.ConditionalRealNVP(blocks=1, hidden=8)
     rng = jax.random.PRNGKey(0)
     params = model.init(rng, jax.random.normal(rng, (8, 2)), jnp.broadcast_to(Y_OBS, (8, 2)))["params"]
     operator = inverse.dense(A)

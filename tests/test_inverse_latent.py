@@ -12,7 +12,7 @@ from jcnf import inverse
 
 @pytest.fixture(scope="module")
 def amortized():
-    model = jcnf.ConditionalRealNVP(layers=2, hidden=8)
+    model = jcnf.ConditionalRealNVP(blocks=2, hidden=8)
     value = jax.random.normal(jax.random.PRNGKey(0), (16, 2))
     return model, model.init(jax.random.PRNGKey(1), value, value)["params"]
 

@@ -20,7 +20,7 @@ def log_prior(x):
 
 @pytest.fixture(scope="module")
 def problem():
-    model = jcnf.ConditionalRealNVP(layers=2, hidden=8)
+    model = jcnf.ConditionalRealNVP(blocks=2, hidden=8)
     context = jnp.broadcast_to(Y_OBS, (64, 2))
     start = model.init(jax.random.PRNGKey(0), jax.random.normal(jax.random.PRNGKey(1), (64, 2)), context)["params"]
     # ActNorm initialized on N(0, 2^2) values (couplings start at the identity): samples ~ N(0, ~2^2 I).

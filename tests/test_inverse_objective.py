@@ -24,7 +24,7 @@ def test_posterior_log_density_is_likelihood_plus_prior():
 
 
 def test_flow_log_prior_is_the_frozen_flow_at_the_fixed_context():
-    model = jcnf.ConditionalRealNVP(layers=2, hidden=8)
+    model = jcnf.ConditionalRealNVP(blocks=2, hidden=8)
     value = jax.random.normal(jax.random.PRNGKey(0), (6, 2))
     context = jnp.array([[0.5, -0.2]])
     params = model.init(jax.random.PRNGKey(1), value, jnp.repeat(context, 6, 0))["params"]

@@ -11,7 +11,7 @@ from jcnf import inverse
 
 @pytest.fixture(scope="module")
 def flow_params():
-    model = jcnf.ConditionalRealNVP(layers=1, hidden=4)
+    model = jcnf.ConditionalRealNVP(blocks=1, hidden=4)
     value = jax.random.normal(jax.random.PRNGKey(0), (8, 2))
     return model, model.init(jax.random.PRNGKey(1), value, value)["params"]
 

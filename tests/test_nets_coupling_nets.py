@@ -41,10 +41,10 @@ def test_conv_net_names_its_layers_as_flax_conv_would():
     net = ConvCouplingNet(out_channels=2, hidden=4)
     # Shapes only: jax.eval_shape traces without compiling.
     params = jax.eval_shape(net.init, RNG, jnp.zeros((1, 2, 2, 1)), None)["params"]
-    assert sorted(params) == ["Conv_0", "Conv_1", "Conv_2"]
-    chex.assert_shape(params["Conv_0"]["kernel"], (3, 3, 1, 4))
-    chex.assert_shape(params["Conv_1"]["kernel"], (1, 1, 4, 4))
-    chex.assert_shape(params["Conv_2"]["kernel"], (3, 3, 4, 2))
+    assert sorted(params) == ["conv_hidden", "conv_in", "conv_out"]
+    chex.assert_shape(params["conv_in"]["kernel"], (3, 3, 1, 4))
+    chex.assert_shape(params["conv_hidden"]["kernel"], (1, 1, 4, 4))
+    chex.assert_shape(params["conv_out"]["kernel"], (3, 3, 4, 2))
 
 
 def test_conv_net_keeps_float32_parameters_and_returns_the_input_dtype():

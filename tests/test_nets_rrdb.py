@@ -51,7 +51,7 @@ def test_architecture_is_rrdbs_of_three_dense_blocks_of_five_convolutions():
             (3, 3, FEATURES + 4 * GROWTH, FEATURES)]
     # The first convolution reads the context's channels, as in ContextEncoder
     # (ConditionalGlow reads the trained context width from it).
-    assert params["Conv_0"]["kernel"].shape == (3, 3, 3, FEATURES)
+    assert params["stem"]["kernel"].shape == (3, 3, 3, FEATURES)
 
 
 def test_dense_block_starts_near_the_identity_and_rrdb_near_1_2_times_it():
@@ -96,7 +96,7 @@ def test_bad_input_raises_naming_the_argument():
 
 @functools.lru_cache(maxsize=None)
 def _glow():
-    model = jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, context_features=4, encoder_blocks=1, encoder="rrdb")
+    model = jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, context_features=4, encoder_blocks=1, encoder="rrdb")
     value = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 4, 1))
     context = jax.random.uniform(jax.random.PRNGKey(1), (2, 2, 2, 3))
     params = jax.jit(model.init)(jax.random.PRNGKey(2), value, context)["params"]
@@ -126,7 +126,7 @@ def test_glow_encoder_choice_is_checked_and_the_default_unchanged():
     assert jcnf.ConditionalGlow().encoder == "residual"
     value = jnp.zeros((1, 4, 4, 1))
     with pytest.raises(ValueError, match="`encoder` must be one of"):
-        jcnf.ConditionalGlow(levels=1, steps=1, hidden=4, encoder="rdb").init(jax.random.PRNGKey(0), value, value)
+        jcnf.ConditionalGlow(levels=1, blocks=1, hidden=4, encoder="rdb").init(jax.random.PRNGKey(0), value, value)
     model, variables, value, context = _glow()
     # The trained context width is read from the RRDB encoder's first convolution too.
     with pytest.raises(ValueError, match="must have 3 features"):

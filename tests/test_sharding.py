@@ -96,10 +96,3 @@ def test_initialize_distributed_needs_the_whole_job(monkeypatch):
     assert not sharding.initialize_distributed()
     with pytest.raises(ValueError, match="num_processes"):
         sharding.initialize_distributed(coordinator_address="localhost:1234")
-
-
-def test_train_re_exports_the_sharding_helpers():
-    # Training scripts call them as `jcnf.train.make_mesh` etc.
-    for name in ("DATA_AXIS", "batch_sharding", "initialize_distributed", "make_mesh", "shard_batch",
-                 "state_sharding"):
-        assert getattr(train, name) is getattr(sharding, name), name

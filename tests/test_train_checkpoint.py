@@ -219,23 +219,3 @@ def test_a_checkpoint_of_another_model_is_refused_before_training(tmp_path):
     # At most five differences are listed, then a count of the rest.
     listed = message.split("Shapes differ")[1]
     assert listed.count(" in the checkpoint vs ") == 5 and "more)" in listed, message
-
-
-def test_a_checkpoint_in_the_unstacked_layout_names_the_converter(tmp_path):
-    model = _model()
-    state = train.create_state(model, optax.sgd(1e-2), jax.random.PRNGKey(0), _first_batch())
-    flow = state.params["flow"]
-    # The earlier layout: one subtree per coupling and actnorm instead of stacked steps.
-    old_flow = {key: value for key, value in flow.items() if key not in ("pairs", "last")}
-    old_flow.update({"couplings_0": {"kernel": np.zeros((2, 16), np.float32)},
-                     "actnorms_0": {"loc": np.zeros((2,), np.float32)}})
-    old = state.replace(params={"flow": old_flow}, opt_state=optax.sgd(1e-2).init({"flow": old_flow}))
-    checkpointer = train.Checkpointer(tmp_path)
-    checkpointer.save(1, old)
-    checkpointer.wait()
-    with pytest.raises(ValueError, match="Missing from the checkpoint") as raised:
-        checkpointer.restore(state)
-    checkpointer.close()
-    message = str(raised.value)
-    assert "unstacked per-step layout" in message and "actnorms_0, couplings_0" in message, message
-    assert "jcnf.flows.stack_legacy_params(model, params)" in message, message

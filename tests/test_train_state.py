@@ -37,7 +37,7 @@ def test_create_state_runs_actnorm_data_dependent_init():
     batch = _batch()
     state = train.create_state(MODEL, optax.adam(1e-3), jax.random.PRNGKey(0), batch)
     # The first pair's first ActNorm is step 0 of the stacked pairs.
-    first = jax.tree.map(lambda leaf: leaf[0], state.params["flow"]["pairs"]["steps"]["second_half"]["actnorm"])
+    first = jax.tree.map(lambda leaf: leaf[0], state.params["flow"]["pairs"]["blocks"]["second_half"]["actnorm"])
     normalized = (batch["value"] + first["loc"][None]) * np.exp(first["log_scale"])[None]
     # ActNorm's init makes the example batch zero-mean, unit-variance per channel.
     np.testing.assert_allclose(normalized.mean(0), 0.0, atol=1e-5)

@@ -86,7 +86,7 @@ def test_learns_a_conditional_density():
 def test_bits_per_dim_with_uniform_dequantization():
     batch = _batch()
     batch["value"] = np.floor(np.clip(batch["value"] * 32 + 128, 0, 255)) / 256
-    dequantizer = train.uniform_dequantization(256)
+    dequantizer = jcnf.dequantize.uniform_dequantization(256)
     state = train.create_state(MODEL, optax.sgd(0.0), jax.random.PRNGKey(0), batch, dequantizer=dequantizer)
     evaluate = train.mle_eval_step(MODEL, dequantizer=dequantizer)
     rng = jax.random.PRNGKey(3)
@@ -124,7 +124,7 @@ def test_reverse_kl_fits_a_gaussian_target():
     z = jax.random.normal(jax.random.PRNGKey(5), (64, 2))
     value, inverse_log_det = MODEL.apply(state.variables(), z, jnp.repeat(context, 64, axis=0),
                                          method="inverse_and_log_det")
-    log_q = jcnf.flows.standard_normal_log_prob(z, 1) - inverse_log_det
+    log_q = jcnf.distributions.standard_normal_log_prob(z, 1) - inverse_log_det
     expected = float(jnp.mean(log_q - log_density(value)))
     _, metrics = step(state, context, batch={"z": z})
     np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
@@ -150,7 +150,7 @@ def test_one_reverse_kl_step_serves_every_context_and_target_with_one_compilatio
     for context, mean in [([[0.5, 1.0]], [1.0, -1.0]), ([[-1.0, 0.0]], [3.0, 2.0])]:
         context, mean = np.asarray(context, np.float32), jnp.asarray(mean)
         _, metrics = step(state, context, (mean,), {"z": z})
-        value, log_q = train.push_latents(MODEL, state.variables(), z, jnp.repeat(context, 16, axis=0))
+        value, log_q = jcnf.flows.push_latents(MODEL, state.variables(), z, jnp.repeat(context, 16, axis=0))
         expected = float(jnp.mean(log_q - log_density(value, mean)))
         np.testing.assert_allclose(float(metrics["loss"]), expected, rtol=1e-5, atol=1e-6)
         losses.append(float(metrics["loss"]))

@@ -14,7 +14,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = ml_collections.ConfigDict({"train_pairs": 20000, "test_pairs": 4000})
-    config.model = ml_collections.ConfigDict({"layers": 8, "hidden": 64})
+    config.model = ml_collections.ConfigDict({"blocks": 8, "hidden": 64})
     config.train = ml_collections.ConfigDict({"steps": 1500, "batch": 256, "lr": 3e-3, "clip_norm": 10.0})
     if name == "smoke":
         config.train.steps = 150

@@ -17,7 +17,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = ml_collections.ConfigDict({"noise_std": 0.4, "pairs": 5000})
-    config.model = ml_collections.ConfigDict({"layers": 8, "hidden": 64})
+    config.model = ml_collections.ConfigDict({"blocks": 8, "hidden": 64})
     # Low-fidelity maximum likelihood: lr x0.9 after every epoch.
     config.train = ml_collections.ConfigDict({"epochs": 25, "batch": 64, "lr": 1e-3})
     # Reverse-KL fits of the one high-fidelity posterior.
@@ -39,7 +39,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.vi.scratch_max_steps = 400
         config.sweep.preconditioned, config.sweep.scratch = (), ()
     elif name == "smoke":
-        config.data.pairs, config.train.epochs, config.model.layers, config.model.hidden = 512, 2, 1, 8
+        config.data.pairs, config.train.epochs, config.model.blocks, config.model.hidden = 512, 2, 1, 8
         config.vi.preconditioned_steps, config.vi.scratch_steps, config.vi.scratch_max_steps = 10, 50, 50
         config.vi.latents, config.vi.eval_samples, config.eval.samples, config.eval.grid = 256, 256, 2000, 128
         config.sweep.preconditioned, config.sweep.scratch, config.sweep.seeds = (5,), (5, 10), 1

@@ -2,11 +2,11 @@
 
 default  64x64 sections, a small Glow, on a 2-core CPU in about 5 minutes. Cut from the paper's
          setting to fit (the same cuts for preconditioned, scratch and every other run): 4096 unknowns
-         instead of 65,536, a Glow of 2 levels x 3 steps with hidden width 16 (paper: 4 x 3, 64), 512
+         instead of 65,536, a Glow of 2 levels x 3 blocks with hidden width 16 (paper: 4 x 3, 64), 512
          low-fidelity pairs and 300 MLE steps (paper: 2048, 5000), 40 preconditioned and 160 scratch
          reverse-KL steps of 8 samples (paper: 500, 5000), annealed budgets up to 40 / 160, one seed
 paper    Siahkoohi et al. (2021): 256x256 sections, a conditional flow of depth 12
-(4 levels x 3 steps) and hidden width 64, longer training (a GPU)
+(4 levels x 3 blocks) and hidden width 64, longer training (a GPU)
 smoke    seconds long, for the tests
 """
 
@@ -23,7 +23,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         "size": 64,  # image height = width
         "keep": 0.5,  # fraction of random-convolution samples kept
         "noise_low": 0.02, "noise_high": 0.1, "train_images": 512})
-    config.model = ml_collections.ConfigDict({"levels": 2, "flow_steps": 3, "hidden": 16, "context_features": 8})
+    config.model = ml_collections.ConfigDict({"levels": 2, "blocks": 3, "hidden": 16, "context_features": 8})
     config.train = ml_collections.ConfigDict({"steps": 300, "batch": 16, "lr": 1e-3})  # low-fidelity MLE
     config.vi = ml_collections.ConfigDict({
         "lr": 1e-3,
@@ -41,7 +41,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({"posterior_samples": 128})
     if name == "paper":
         config.data.size, config.data.train_images, config.train.steps, config.train.batch = 256, 2048, 5000, 4
-        config.model.levels, config.model.flow_steps, config.model.hidden = 4, 3, 64
+        config.model.levels, config.model.blocks, config.model.hidden = 4, 3, 64
         config.model.context_features = 32
         config.vi.preconditioned_steps, config.vi.scratch_max_steps = 500, 5000
         config.train.lr, config.vi.lr = 1e-4, 1e-4
@@ -49,7 +49,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.sweep.preconditioned, config.sweep.scratch = (125, 250, 500), (250, 500, 1000, 2500, 5000)
     elif name == "smoke":
         config.data.size, config.data.train_images, config.train.steps, config.train.batch = 8, 16, 5, 8
-        config.model.levels, config.model.flow_steps, config.model.hidden, config.model.context_features = 1, 1, 4, 4
+        config.model.levels, config.model.blocks, config.model.hidden, config.model.context_features = 1, 1, 4, 4
         config.vi.samples, config.vi.preconditioned_steps, config.vi.scratch_max_steps = 4, 4, 12
         config.vi.eval_every, config.vi.eval_samples, config.eval.posterior_samples = 4, 8, 16
         config.sweep.preconditioned, config.sweep.scratch, config.sweep.seeds = (2,), (2, 4), 1

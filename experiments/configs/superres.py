@@ -1,7 +1,7 @@
 """Configs of experiments.superres: x2 super-resolution, conditional Glow vs a factorized logistic baseline.
 
 default  patches of the embedded sample photographs, a small Glow, on a CPU in minutes
-paper    Winkler et al. (2019): ImageNet32 from tfds, 3 levels of 8 steps, hidden 512,
+paper    Winkler et al. (2019): ImageNet32 from tfds, 3 levels of 8 blocks, hidden 512,
 context features 128, 16 encoder blocks, batch 64, lr 2e-4 (accelerators)
 smoke    seconds long, for the tests
 """
@@ -23,7 +23,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         "factor": 2,  # downsampling factor (2 or 4)
         "train_patches": 4096, "test_patches": 128})
     config.model = ml_collections.ConfigDict({
-        "levels": 2, "flow_steps": 4, "hidden": 64, "context_features": 32, "encoder_blocks": 2,
+        "levels": 2, "blocks": 4, "hidden": 64, "context_features": 32, "encoder_blocks": 2,
         # Both models predict the residual from the upsampled context: "backprojected" (bicubic, then
         # one back-projection step, so each block's mean is its low-res pixel) or "nearest".
         "context_skip": True, "skip": "backprojected",
@@ -36,7 +36,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({"figure_examples": 4})
     if name == "paper":
         config.data.source, config.data.train_patches, config.data.test_patches = "tfds", 1_281_167, 50_000
-        config.model.levels, config.model.flow_steps, config.model.hidden = 3, 8, 512
+        config.model.levels, config.model.blocks, config.model.hidden = 3, 8, 512
         config.model.context_features, config.model.encoder_blocks = 128, 16
         config.model.encoder = "rrdb"  # the authors' code: 16 RRDBs of 128 channels, for both models
         config.train.steps, config.train.batch, config.train.lr = 200_000, 64, 2e-4
@@ -44,7 +44,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
     elif name == "smoke":
         config.data.patch, config.data.train_patches, config.data.test_patches = 16, 64, 8
         config.train.steps, config.train.batch, config.train.checkpoint_every = 4, 4, 2
-        config.model.levels, config.model.flow_steps, config.model.hidden = 1, 1, 8
+        config.model.levels, config.model.blocks, config.model.hidden = 1, 1, 8
         config.model.context_features, config.model.encoder_blocks = 8, 1
         config.model.mixtures, config.eval.figure_examples = 2, 2
     elif name != "default":

@@ -8,7 +8,7 @@ this kind of model). Given the context, the sub-pixels are independent: the
 model cannot express that the four high-resolution pixels of a block must
 average to their low-resolution pixel, which is what a conditional flow can.
 
-Bins follow the data convention of `jcnf.train.uniform_dequantization`: the
+Bins follow the data convention of `jcnf.dequantize.uniform_dequantization`: the
 value k / num_bins, k in {0, ..., num_bins - 1}, stands for the interval
 [k / num_bins, (k + 1) / num_bins); the first and last bins take the tails,
 so the probabilities of the num_bins bins sum to one.

@@ -20,7 +20,7 @@ Conditioner = Callable[[Array, Array], Array]
 def bounded_log_scale(raw: Array, bound: float) -> Array:
     """log_scale = bound * tanh(raw / bound).
 
-    Bounding the log-scale keeps a step from blowing activations up early in
+    Bounding the log-scale keeps a coupling from blowing activations up early in
     training, and tanh(0) = 0 makes a zero-initialised conditioner the identity.
     """
     return bound * jnp.tanh(raw / bound)

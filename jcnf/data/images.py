@@ -1,6 +1,6 @@
 """Image arrays for super-resolution: validation, 8-bit scaling, low-resolution pairs.
 
-The data convention is that of `jcnf.train.uniform_dequantization`: an 8-bit
+The data convention is that of `jcnf.dequantize.uniform_dequantization`: an 8-bit
 pixel k in {0, ..., 255} is the value k / 256 in [0, 1). A low-resolution
 context is made from the high-resolution value by area downsampling (the mean
 of each factor x factor block), as the super-resolution papers do; bicubic

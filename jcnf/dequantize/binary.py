@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf import _checks
+from jcnf.distributions.gaussian import standardizer
 from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.distributions.units import bits_per_dim
 from jcnf.nets.context import resize_context
@@ -150,9 +151,9 @@ class BinaryDequantizer(nn.Module):
         if eps.shape != value.shape:
             raise ValueError(f"`eps` must have the value's shape {tuple(value.shape)}; got {_checks.describe(eps)}.")
         mean, log_scale = self.gaussian_params(value, context)
-        n = mean + jnp.exp(log_scale) * eps
+        n, scale_log_det = standardizer(mean, log_scale, 3).inverse_and_log_det(eps)
         v, log_det = half_infinite_map(n, value)
-        log_q_n = standard_normal_log_prob(eps, 3) - jnp.sum(log_scale, axis=(1, 2, 3))
+        log_q_n = standard_normal_log_prob(eps, 3) - scale_log_det
         return v, log_q_n - log_det
 
     def log_density(self, v: Array, context: Optional[Array] = None) -> Array:
@@ -164,9 +165,9 @@ class BinaryDequantizer(nn.Module):
         _checks.check_float_array("v", v, _VALUE_SHAPE, (4,))
         value, n = half_infinite_inverse(v)
         mean, log_scale = self.gaussian_params(value, context)
-        eps = (n - mean) * jnp.exp(-log_scale)
+        eps, scale_log_det = standardizer(mean, log_scale, 3).forward_and_log_det(n)
         log_det = jnp.sum(jax.nn.log_sigmoid(n), axis=(1, 2, 3))
-        return standard_normal_log_prob(eps, 3) - jnp.sum(log_scale, axis=(1, 2, 3)) - log_det
+        return standard_normal_log_prob(eps, 3) + scale_log_det - log_det
 
     def __call__(self, rng: Array, value: Array, batch: Mapping[str, Array]) -> tuple[Array, Array]:
         """Dequantizes binary `value` [B, H, W, C]; returns (v, -log q(v | value, context) [B])."""

@@ -62,7 +62,7 @@ class VariationalDequantizer(nn.Module):
       num_bins: discrete levels n of the data (value = k / n).
       levels: levels of the noise flow (the value's height and width must be
         divisible by 2^levels).
-      steps: flow steps per level of the noise flow.
+      blocks: flow blocks per level of the noise flow.
       hidden: width of the noise flow's coupling networks.
       context_features: channels of the noise flow's context encoder.
       encoder_blocks: residual blocks of that encoder.
@@ -71,7 +71,7 @@ class VariationalDequantizer(nn.Module):
 
     num_bins: int = 256
     levels: int = 1
-    steps: int = 2
+    blocks: int = 2
     hidden: int = 32
     context_features: int = 16
     encoder_blocks: int = 1
@@ -81,7 +81,7 @@ class VariationalDequantizer(nn.Module):
         """Checks the attributes and builds the noise flow."""
         if self.num_bins < 2:
             raise ValueError(f"`num_bins` must be >= 2; got {self.num_bins}.")
-        self.noise_flow = ConditionalGlow(levels=self.levels, steps=self.steps, hidden=self.hidden,
+        self.noise_flow = ConditionalGlow(levels=self.levels, blocks=self.blocks, hidden=self.hidden,
                                           context_features=self.context_features,
                                           encoder_blocks=self.encoder_blocks)
 

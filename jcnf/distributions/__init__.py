@@ -1,8 +1,11 @@
-"""Conditional base densities, split priors, the standard-normal log-density, and log-likelihood units."""
+"""Conditional base densities, split priors and the standard-normal log-density.
+
+The log-likelihood unit conversions of `jcnf.distributions.units` sit here, below
+the flows and the training steps that report bits per dimension; their public
+home is `jcnf.metrics`.
+"""
 
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, diag_gaussian, standardizer
 from jcnf.distributions.normal import standard_normal_log_prob
-from jcnf.distributions.units import bits_per_dim, dequantization_offset, nats_to_bits_per_dim
 
-__all__ = ["ConditionalDiagGaussian", "SplitPrior", "bits_per_dim", "dequantization_offset", "diag_gaussian",
-           "nats_to_bits_per_dim", "standard_normal_log_prob", "standardizer"]
+__all__ = ["ConditionalDiagGaussian", "SplitPrior", "diag_gaussian", "standard_normal_log_prob", "standardizer"]

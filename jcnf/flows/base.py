@@ -22,7 +22,6 @@ from jcnf import _checks
 from jcnf.distributions.normal import standard_normal_log_prob
 from jcnf.flows.distribution import flow_distribution
 from jcnf.flows.layers import ShapeMarker
-from jcnf.flows.legacy import legacy_keys
 
 
 class ConditionalFlow(nn.Module):
@@ -34,12 +33,6 @@ class ConditionalFlow(nn.Module):
     """
 
     def _marker(self, event_shape: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
-        if not self.is_initializing():
-            old = legacy_keys(self.variables.get("params", {}))
-            if old:
-                raise ValueError(f"`params` has the unstacked per-step layout of earlier jcnf versions (keys "
-                                 f"{', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); convert it with "
-                                 "`jcnf.flows.stack_legacy_params(model, params)`.")
         return self.shape_marker(event_shape)
 
     # Subclass hooks ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """ConditionalGlow: a multi-scale Glow for images, conditioned on a context.
 
-Each of the L levels is squeeze(2x2) -> K x (ActNorm, LU 1x1 conv, conditional
-coupling) -> split; the factored-out half is standardized by a split prior
+Each of the L levels is squeeze(2x2) -> K blocks of (ActNorm, LU 1x1 conv,
+conditional coupling) -> split; the factored-out half is standardized by a split prior
 p(z_out | z_kept, h_l) and the last level by the top prior p(z | h_L). The
 context encoder gives one feature map h_l per level (Winkler et al. 2019).
 """
@@ -15,19 +15,19 @@ from jax import Array
 
 from jcnf import _checks
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
-from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
+from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior, standardizer
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
-from jcnf.flows.layers import GlowStep
-from jcnf.flows.stack import StepStack
+from jcnf.flows.layers import GlowBlock
+from jcnf.flows.stack import BlockStack, check_schedule
 from jcnf.nets.rrdb import make_encoder
 
 
 def _standardize(z: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
-    return (z - mean) * jnp.exp(-log_scale), -jnp.sum(log_scale, axis=(1, 2, 3))
+    return standardizer(mean, log_scale, 3).forward_and_log_det(z)
 
 
 def _unstandardize(eps: Array, mean: Array, log_scale: Array) -> tuple[Array, Array]:
-    return mean + jnp.exp(log_scale) * eps, jnp.sum(log_scale, axis=(1, 2, 3))
+    return standardizer(mean, log_scale, 3).inverse_and_log_det(eps)
 
 
 class ConditionalGlow(ConditionalFlow):
@@ -38,7 +38,7 @@ class ConditionalGlow(ConditionalFlow):
 
     Attributes:
       levels: number of levels L; H and W must be divisible by 2^L.
-      steps: flow steps K per level.
+      blocks: flow blocks K per level (Glow's "steps of flow").
       hidden: width of the coupling networks.
       coupling: "affine" (default), "additive" or "spline".
       num_bins: spline bins when coupling="spline".
@@ -55,19 +55,18 @@ class ConditionalGlow(ConditionalFlow):
       dtype: computation dtype of the networks (e.g. jnp.bfloat16); the flow's
         bijective math and parameters stay float32.
       check_finite: report non-finite inputs instead of returning NaN.
-      memory_efficient: differentiate each level's K steps by inverting them
-        in the backward pass instead of storing their activations
-        (`jcnf.flows.reversible`): activation memory stops growing with K, at
-        the cost of one extra forward and inverse per step. Same values; the
-        gradients agree with the default to float32 rounding.
-      scan_steps: run each level's K steps as one `lax.scan` over their
-        stacked parameters (compile and init time flat in K); False unrolls
-        the same parameters into a loop (compile time linear in K). Same
-        values and parameters either way.
+      schedule: how each level's K blocks run over their stacked parameters:
+        "scan" (default; one `lax.scan`, compile and init time flat in K),
+        "unrolled" (a Python loop, compile time linear in K) or "reversible"
+        (the scan, differentiated by inverting the blocks in the backward
+        pass instead of storing their activations, `jcnf.flows.reversible`:
+        activation memory stops growing with K, at the cost of one extra
+        forward and inverse per block). Same values and parameters for all
+        three; the gradients agree to float32 rounding.
     """
 
     levels: int = 3
-    steps: int = 8
+    blocks: int = 8
     hidden: int = 512
     coupling: str = "affine"
     num_bins: int = 8
@@ -77,23 +76,23 @@ class ConditionalGlow(ConditionalFlow):
     full_resolution_context: bool = False
     dtype: Optional[jnp.dtype] = None
     check_finite: bool = False
-    memory_efficient: bool = False
-    scan_steps: bool = True
+    schedule: str = "scan"
 
     def setup(self):
         """Builds the submodules."""
-        if self.levels < 1 or self.steps < 1:
-            raise ValueError(f"`levels` and `steps` must be >= 1; got levels={self.levels}, steps={self.steps}.")
+        if self.levels < 1 or self.blocks < 1:
+            raise ValueError(f"`levels` and `blocks` must be >= 1; got levels={self.levels}, blocks={self.blocks}.")
+        check_schedule(self.schedule)
         self.shape_marker = make_shape_marker()
         # `encoder` names the choice, so the module takes another attribute and keeps the parameter name.
         extra = {"full_resolution": True} if self.full_resolution_context else {}
         self.context_encoder = make_encoder(self.encoder, self.context_features, self.encoder_blocks,
                                             dtype=self.dtype, name="encoder", **extra)
-        step_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
-                       ("dtype", self.dtype))
-        # One module per level owns its K steps' parameters stacked on a leading axis.
-        self.level_steps = [StepStack(GlowStep, step_kwargs, self.steps, scan=self.scan_steps,
-                                      memory_efficient=self.memory_efficient) for _ in range(self.levels)]
+        block_kwargs = (("hidden", self.hidden), ("coupling", self.coupling), ("num_bins", self.num_bins),
+                        ("dtype", self.dtype))
+        # One module per level owns its K blocks' parameters stacked on a leading axis.
+        self.level_blocks = [BlockStack(GlowBlock, block_kwargs, self.blocks, schedule=self.schedule)
+                             for _ in range(self.levels)]
         self.split_priors = [SplitPrior() for _ in range(self.levels - 1)]
         self.top_prior = ConditionalDiagGaussian()
 
@@ -119,8 +118,8 @@ class ConditionalGlow(ConditionalFlow):
                     f"factor; got {_checks.describe(context)}.")
 
     def _trained_context_width(self, params) -> Optional[int]:
-        # The encoder's first convolution reads the context's channels (or a vector's features).
-        kernel = params.get("encoder", {}).get("Conv_0", {}).get("kernel")
+        # The encoder's stem (a convolution, or a dense layer for a vector) reads the context's last axis.
+        kernel = params.get("encoder", {}).get("stem", {}).get("kernel")
         return None if kernel is None else int(kernel.shape[-2])
 
     def _check_event_shape(self, trained: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
@@ -136,7 +135,7 @@ class ConditionalGlow(ConditionalFlow):
         return self.context_encoder(context, tuple(event_shape[:2]), self.levels)
 
     def _run_level(self, level: int, x: Array, features: Array, inverse: bool) -> tuple[Array, Array]:
-        return self.level_steps[level](x, features, inverse=inverse)
+        return self.level_blocks[level](x, features, inverse=inverse)
 
     def _forward(self, value: Array, context: Array) -> tuple[Array, Array]:
         features = self._features(context, value.shape[1:])
@@ -145,8 +144,8 @@ class ConditionalGlow(ConditionalFlow):
         factored = []
         for level in range(self.levels):
             x = squeeze2x2(x)
-            x, steps_log_det = self._run_level(level, x, features[level], inverse=False)
-            log_det += steps_log_det
+            x, blocks_log_det = self._run_level(level, x, features[level], inverse=False)
+            log_det += blocks_log_det
             if level < self.levels - 1:
                 kept, out = jnp.split(x, 2, axis=-1)
                 eps, prior_log_det = _standardize(out, *self.split_priors[level](kept, features[level]))
@@ -179,7 +178,7 @@ class ConditionalGlow(ConditionalFlow):
                                                     *self.split_priors[level](x, features[level]))
                 x = jnp.concatenate([x, out], axis=-1)
                 log_det += prior_log_det
-            x, steps_log_det = self._run_level(level, x, features[level], inverse=True)
-            log_det += steps_log_det
+            x, blocks_log_det = self._run_level(level, x, features[level], inverse=True)
+            log_det += blocks_log_det
             x = unsqueeze2x2(x)
         return x, log_det

@@ -83,16 +83,16 @@ class CouplingLayer(nn.Module):
         transformed = split_index if self.swap else size - split_index
         out = coupling_param_size(self.kind, transformed, self.num_bins)
         if x.ndim == 4:
-            net = ConvCouplingNet(out, self.hidden, dtype=self.dtype)
+            net = ConvCouplingNet(out, self.hidden, dtype=self.dtype, name="net")
             event_ndims = 3
         else:
-            net = MLPCouplingNet(out, self.hidden)
+            net = MLPCouplingNet(out, self.hidden, name="net")
             event_ndims = 1
         bijector = make_coupling(self.kind, net, features, split_index, event_ndims, self.swap, self.num_bins)
         return apply_bijector(bijector, x, inverse)
 
 
-class GlowStep(nn.Module):
+class GlowBlock(nn.Module):
     """ActNorm -> LU 1x1 conv -> conditional coupling; the context enters only the coupling."""
 
     hidden: int = 512
@@ -119,7 +119,7 @@ class GlowStep(nn.Module):
         return x, ld1 + ld2 + ld3
 
 
-class CouplingStep(nn.Module):
+class CouplingBlock(nn.Module):
     """An optional ActNorm, then a conditional coupling with an MLP conditioner (vectors).
 
     Attributes:
@@ -153,7 +153,7 @@ class CouplingStep(nn.Module):
 
 
 class CouplingPair(nn.Module):
-    """Two `CouplingStep`s, transforming the second half and then the first: one scanned RealNVP step."""
+    """Two `CouplingBlock`s, transforming the second half and then the first: one scanned RealNVP block."""
 
     kind: str = "affine"
     hidden: int = 64
@@ -163,12 +163,12 @@ class CouplingPair(nn.Module):
     @nn.compact
     def __call__(self, x: Array, context: Array, inverse: bool = False) -> tuple[Array, Array]:
         """Maps x (or, with `inverse=True`, its image) and returns (output, log_det [batch])."""
-        steps = [CouplingStep(self.kind, self.hidden, swap, self.num_bins, self.actnorm, name=name)
-                 for swap, name in ((False, "second_half"), (True, "first_half"))]
+        halves = [CouplingBlock(self.kind, self.hidden, swap, self.num_bins, self.actnorm, name=name)
+                  for swap, name in ((False, "second_half"), (True, "first_half"))]
         log_det = jnp.zeros(x.shape[:1], x.dtype)
-        for step in reversed(steps) if inverse else steps:
-            x, step_log_det = step(x, context, inverse=inverse)
-            log_det = log_det + step_log_det
+        for half in reversed(halves) if inverse else halves:
+            x, half_log_det = half(x, context, inverse=inverse)
+            log_det = log_det + half_log_det
         return x, log_det
 
 
@@ -179,6 +179,9 @@ class ShapeMarker(nn.Module):
     is taken from the example passed to `init` and stored as the *shape* of an
     empty array [0, *event_shape]: it costs no memory, travels with the
     parameter tree (checkpoints, preconditioning copies) and is static under jit.
+    Kept in the parameters rather than only in a saved model's JSON because
+    `model.apply(variables, rng, context, method="sample")` must work on the
+    parameters `init` returns, before and without any saving.
     """
 
     @nn.compact

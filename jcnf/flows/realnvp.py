@@ -8,56 +8,58 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf import _checks
-from jcnf.distributions.gaussian import ConditionalDiagGaussian
+from jcnf.distributions.gaussian import ConditionalDiagGaussian, standardizer
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
-from jcnf.flows.layers import CouplingPair, CouplingStep
-from jcnf.flows.stack import StepStack
+from jcnf.flows.layers import CouplingBlock, CouplingPair
+from jcnf.flows.stack import BlockStack, check_schedule
 
 
 class ConditionalRealNVP(ConditionalFlow):
     """p(value | context) for vectors: value [B, D] (D >= 2), context [B, F].
 
-    Layers alternate which half of the vector is transformed (alternating
+    Blocks alternate which half of the vector is transformed (alternating
     masks over the first and second half), each with an MLP conditioner on
     concat(unchanged half, context); an optional ActNorm precedes each
     coupling. With `conditional_base`, the latent's Gaussian has a mean and
     log-scale computed from the context.
 
-    Consecutive layers are paired (second half, then first half) and the
-    layers // 2 pairs run as one scan over their stacked parameters
-    (`params["pairs"]["steps"]`, leaves [layers // 2, ...]); an odd last
-    layer is `params["last"]`.
+    Consecutive blocks are paired (second half, then first half) and the
+    blocks // 2 pairs run as one scan over their stacked parameters
+    (`params["pairs"]["blocks"]`, leaves [blocks // 2, ...]); an odd last
+    block is `params["last"]`.
 
     Attributes:
-      layers: number of couplings.
+      blocks: number of coupling blocks.
       hidden: width of the MLP conditioners.
       coupling: "affine" (default), "additive" or "spline".
       num_bins: spline bins.
       actnorm: an ActNorm before each coupling.
       conditional_base: make the base density depend on the context.
       check_finite: report non-finite inputs instead of returning NaN.
-      scan_steps: scan the pairs (compile time flat in depth); False unrolls them.
+      schedule: "scan" the pairs (compile time flat in depth), "unrolled", or
+        "reversible" (constant-memory gradients); see `jcnf.flows.stack`.
     """
 
-    layers: int = 8
+    blocks: int = 8
     hidden: int = 64
     coupling: str = "affine"
     num_bins: int = 8
     actnorm: bool = True
     conditional_base: bool = True
     check_finite: bool = False
-    scan_steps: bool = True
+    schedule: str = "scan"
 
     def setup(self):
         """Builds the submodules."""
-        if self.layers < 1:
-            raise ValueError(f"`layers` must be >= 1; got {self.layers}.")
+        if self.blocks < 1:
+            raise ValueError(f"`blocks` must be >= 1; got {self.blocks}.")
+        check_schedule(self.schedule)
         self.shape_marker = make_shape_marker()
         kwargs = (("kind", self.coupling), ("hidden", self.hidden), ("num_bins", self.num_bins),
                   ("actnorm", self.actnorm))
-        self.pairs = (StepStack(CouplingPair, kwargs, self.layers // 2, scan=self.scan_steps)
-                      if self.layers >= 2 else None)
-        self.last = CouplingStep(**dict(kwargs), swap=False) if self.layers % 2 else None
+        self.pairs = (BlockStack(CouplingPair, kwargs, self.blocks // 2, schedule=self.schedule)
+                      if self.blocks >= 2 else None)
+        self.last = CouplingBlock(**dict(kwargs), swap=False) if self.blocks % 2 else None
         self.base = ConditionalDiagGaussian() if self.conditional_base else None
 
     def _check_inputs(self, value: Optional[Array], context: Array) -> None:
@@ -71,8 +73,8 @@ class ConditionalRealNVP(ConditionalFlow):
     def _trained_context_width(self, params) -> Optional[int]:
         # The first coupling's conditioner reads concat(first half of the value, context).
         # Only a shape is read: the pairs' stacked leading axis does not change a kernel's last two.
-        first = params["pairs"]["steps"]["second_half"] if "pairs" in params else params.get("last")
-        kernel = (first or {}).get("coupling", {}).get("MLPCouplingNet_0", {}).get("Dense_0", {}).get("kernel")
+        first = params["pairs"]["blocks"]["second_half"] if "pairs" in params else params.get("last")
+        kernel = (first or {}).get("coupling", {}).get("net", {}).get("hidden_0", {}).get("kernel")
         if kernel is None or "shape_marker" not in params:
             return None
         dim = params["shape_marker"]["value_shape"].shape[-1]
@@ -84,12 +86,12 @@ class ConditionalRealNVP(ConditionalFlow):
         if self.pairs is not None:
             x, log_det = self.pairs(x, context)
         if self.last is not None:
-            x, step_log_det = self.last(x, context)
-            log_det += step_log_det
+            x, block_log_det = self.last(x, context)
+            log_det += block_log_det
         if self.base is not None:
             mean, log_scale = self.base(context, x.shape[1:], x.shape[0])
-            x = (x - mean) * jnp.exp(-log_scale)
-            log_det -= jnp.sum(log_scale, axis=-1)
+            x, base_log_det = standardizer(mean, log_scale, 1).forward_and_log_det(x)
+            log_det += base_log_det
         return x, log_det
 
     def _inverse(self, z: Array, context: Array) -> tuple[Array, Array]:
@@ -97,12 +99,11 @@ class ConditionalRealNVP(ConditionalFlow):
         log_det = jnp.zeros(z.shape[0], z.dtype)
         if self.base is not None:
             mean, log_scale = self.base(context, x.shape[1:], x.shape[0])
-            x = mean + jnp.exp(log_scale) * x
-            log_det += jnp.sum(log_scale, axis=-1)
+            x, log_det = standardizer(mean, log_scale, 1).inverse_and_log_det(x)
         if self.last is not None:
-            x, step_log_det = self.last(x, context, inverse=True)
-            log_det += step_log_det
+            x, block_log_det = self.last(x, context, inverse=True)
+            log_det += block_log_det
         if self.pairs is not None:
-            x, step_log_det = self.pairs(x, context, inverse=True)
-            log_det += step_log_det
+            x, block_log_det = self.pairs(x, context, inverse=True)
+            log_det += block_log_det
         return x, log_det

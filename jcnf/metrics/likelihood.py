@@ -1,8 +1,7 @@
-"""Likelihood in bits per dimension: the unit conversions of `jcnf.distributions.units`, re-exported.
+"""Likelihood in bits per dimension: the public home of `jcnf.distributions.units`.
 
-They live with the distributions because the training steps report bits per
-dimension and metrics sit above the flows; `jcnf.metrics` offers them too so
-that evaluation code finds every metric in one place.
+The code lives with the distributions because the flows' training steps report
+bits per dimension and sit below metrics; users find it here, with every other metric.
 """
 
 from jcnf.distributions.units import bits_per_dim, dequantization_offset, nats_to_bits_per_dim

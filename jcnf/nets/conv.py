@@ -7,7 +7,7 @@ Outside a loop, XLA's CPU backend rewrites them into the NHWC/HWIO layout its
 fast convolution kernels accept; inside a `lax.scan` body it does not, and
 the permuted convolutions fall back to a generic kernel, 16-19x slower on a
 chain of 8 convolutions (2-core AMD EPYC CPU).
-Flows scan their K steps (`jcnf.flows.stack`), so their coupling networks
+Flows scan their K blocks (`jcnf.flows.stack`), so their coupling networks
 use `conv2d`, whose custom VJP on CPU writes both gradients as NHWC/HWIO
 convolutions with explicit transposes. Other backends (cuDNN, TPU) take any
 layout at full speed and keep XLA's own gradient: the choice is made when the

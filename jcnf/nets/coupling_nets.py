@@ -32,12 +32,11 @@ class ConvCouplingNet(nn.Module):
         """Args: x_half [B, H, W, C1]; features [B, H, W, F] or None. Returns [B, H, W, out]."""
         inputs = x_half if features is None else jnp.concatenate([x_half, features.astype(x_half.dtype)], -1)
         # Conv2D rather than nn.Conv: these nets run inside the flow's scan over
-        # steps, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
-        # Named as nn.Conv's would be, with the same parameters.
-        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype, name="Conv_0")(inputs))
-        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype, name="Conv_1")(h))
+        # blocks, where only Conv2D's gradient stays fast on CPU (jcnf.nets.conv).
+        h = nn.relu(Conv2D(self.hidden, (3, 3), dtype=self.dtype, name="conv_in")(inputs))
+        h = nn.relu(Conv2D(self.hidden, (1, 1), dtype=self.dtype, name="conv_hidden")(h))
         out = Conv2D(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                     name="Conv_2")(h)
+                     name="conv_out")(h)
         return out.astype(x_half.dtype)
 
 
@@ -58,6 +57,6 @@ class MLPCouplingNet(nn.Module):
     def __call__(self, x_half: Array, context: Optional[Array]) -> Array:
         """Args: x_half [B, D1]; context [B, F] or None. Returns [B, out_features]."""
         h = x_half if context is None else jnp.concatenate([x_half, context], -1)
-        for _ in range(self.depth):
-            h = nn.relu(nn.Dense(self.hidden)(h))
-        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros)(h)
+        for layer in range(self.depth):
+            h = nn.relu(nn.Dense(self.hidden, name=f"hidden_{layer}")(h))
+        return nn.Dense(self.out_features, kernel_init=nn.initializers.zeros, name="output")(h)

@@ -60,12 +60,12 @@ class ContextEncoder(nn.Module):
         """Returns a list of `levels` arrays [B, H/2^(l+1), W/2^(l+1), features]."""
         height, width = value_spatial
         if context.ndim == 2:
-            h = nn.relu(nn.Dense(self.features)(context))
-            h = nn.Dense(self.features)(h)
+            h = nn.relu(nn.Dense(self.features, name="stem")(context))
+            h = nn.Dense(self.features, name="project")(h)
             return [jnp.broadcast_to(h[:, None, None, :], (h.shape[0], height >> (level + 1), width >> (level + 1),
                                                                self.features)) for level in range(levels)]
         context = resize_context(context, (context.shape[0], height, width))
-        h = self.trunk(nn.Conv(self.features, (3, 3), dtype=self.dtype)(context))
+        h = self.trunk(nn.Conv(self.features, (3, 3), dtype=self.dtype, name="stem")(context))
         full = h
         outputs = []
         for _ in range(levels):

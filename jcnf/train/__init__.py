@@ -1,19 +1,15 @@
 """Training engine: train state, jitted and sharded steps, the `fit` loop, checkpoints.
 
 state = jcnf.train.create_state(model, jcnf.train.default_optimizer(1e-3), rng, example_batch)
-step = jcnf.train.mle_step(model, dequantizer=jcnf.train.uniform_dequantization(256))
+step = jcnf.train.mle_step(model, dequantizer=jcnf.dequantize.uniform_dequantization(256))
 state, metrics = step(state, {"value": v, "context": c})
 
 result = jcnf.train.fit(model, {"value": x, "context": y}, steps=5000, batch_size=64,
 checkpoint_dir="runs/ckpt", metrics_path="runs/metrics.jsonl")
 """
 
-# Re-exported from the layers below, so that `jcnf.train` stays the one import a training script needs.
-from jcnf.data.arrays import ArrayBatches
-from jcnf.dequantize.base import Dequantizer
-from jcnf.dequantize.uniform import no_dequantization, uniform_dequantization
-from jcnf.flows.push import push_latents
-from jcnf.sharding import DATA_AXIS, batch_sharding, initialize_distributed, make_mesh, shard_batch, state_sharding
+# Each name has one public home: the mesh and shardings are `jcnf.sharding`'s, dequantizers
+# `jcnf.dequantize`'s, batch iterators `jcnf.data`'s.
 from jcnf.train.checkpoint import Checkpointer
 from jcnf.train.loop import FitResult, MetricsLog, TooManySkippedSteps, fit
 from jcnf.train.optimizer import default_optimizer
@@ -29,8 +25,6 @@ from jcnf.train.steps import (
                               sample_step,
 )
 
-__all__ = ["ArrayBatches", "Checkpointer", "DATA_AXIS", "Dequantizer", "FitResult", "MetricsLog", "ReverseKLStep",
-           "TooManySkippedSteps", "TrainState", "TrainStep", "apply_loss", "batch_sharding", "count_params",
-           "create_state", "default_optimizer", "fit", "initialize_distributed", "make_mesh", "make_train_step",
-           "mle_eval_step", "mle_step", "no_dequantization", "push_latents", "reverse_kl_step", "sample_step",
-           "shard_batch", "state_sharding", "uniform_dequantization"]
+__all__ = ["Checkpointer", "FitResult", "MetricsLog", "ReverseKLStep", "TooManySkippedSteps", "TrainState", "TrainStep",
+           "apply_loss", "count_params", "create_state", "default_optimizer", "fit", "make_train_step",
+           "mle_eval_step", "mle_step", "reverse_kl_step", "sample_step"]

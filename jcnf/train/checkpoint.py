@@ -41,7 +41,6 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jcnf._checks import check_int
-from jcnf.flows.legacy import legacy_keys
 from jcnf.train.state import TrainState
 
 _FIELDS = ("step", "params", "opt_state", "rng", "skipped", "skip_run", "ema_params")
@@ -105,12 +104,6 @@ def _check_compatible(stored: Any, template_tree: dict[str, Any], where: str) ->
     if reshaped:
         parts.append(f"Shapes differ ({len(reshaped)}): " + _listed(
             [f"{path} {saved[path]} in the checkpoint vs {wanted[path]}" for path in reshaped]) + ".")
-    params = stored.get("params", {}) if hasattr(stored, "get") else {}
-    old = legacy_keys(params.get("flow", params)) if hasattr(params, "get") else []
-    if old:
-        parts.append(f"Its params use the earlier unstacked per-step layout ({_listed(old)}): restore them with "
-                     f"orbax, convert them with `jcnf.flows.stack_legacy_params(model, params)` and start from "
-                     f"the converted params.")
     raise ValueError(" ".join(parts))
 
 

@@ -3,6 +3,10 @@
 Both write on process 0 only and both drop, on resume, what the interrupted
 run logged after the restored checkpoint (the resumed run logs those steps
 again), so each step appears once.
+
+Why not `clu.metric_writers`: its TensorBoard writer needs TensorFlow, which
+jcnf's default install avoids, and neither it nor its JSON-free writers drop
+the records of steps redone after a resume.
 """
 
 from __future__ import annotations
