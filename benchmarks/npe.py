@@ -41,6 +41,8 @@ import dataclasses
 import importlib.metadata
 import json
 import math
+import os
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional, Protocol
@@ -127,7 +129,7 @@ def fit_jcnf_standin(theta: np.ndarray, x: np.ndarray, seed: int, settings: Sett
     batch_size = min(settings.batch_size, len(train_rows))
     batches = jcnf.data.ArrayBatches({"value": theta[train_rows], "context": x[train_rows]}, batch_size, seed=seed)
     per_epoch = batches.batches_per_epoch
-    model = jcnf.ConditionalRealNVP(layers=settings.blocks, hidden=settings.hidden, coupling="spline",
+    model = jcnf.ConditionalRealNVP(blocks=settings.blocks, hidden=settings.hidden, coupling="spline",
                                     num_bins=settings.bins)
     example = {"value": theta[train_rows[:batch_size]], "context": x[train_rows[:batch_size]]}
     state = jcnf.train.create_state(model, jcnf.train.default_optimizer(settings.learning_rate),
@@ -284,6 +286,18 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
             write_json(json_path, record)
 
 
+def _git_commit() -> Optional[str]:
+    """The checkout's commit, with "+changes" when tracked files differ from it (None outside git)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+changes" if changes.stdout.strip() else "")
+
+
 def _versions() -> dict:
     versions = {}
     for package in ("flowjax", "equinox", "scikit-learn", "sbi"):
@@ -319,6 +333,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if unknown:
         raise ValueError(f"`--estimators` must name jcnf, flowjax or sbi; got {unknown}.")
     record = {"benchmark": "npe", "complete": False, "environment": {**environment(), **_versions()},
+              "git_commit": _git_commit(),
               "settings": dataclasses.asdict(settings), "tasks": [task.name for task in tasks], "budgets": budgets,
               "observations": args.observations, "observation_set": "evaluation",
               "tuning": "none: the settings are sbibm's and the libraries' defaults, chosen on no observation",

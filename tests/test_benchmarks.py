@@ -82,7 +82,7 @@ def test_npe_tiny_run_scores_both_estimators_and_writes_the_record(tmp_path, cap
     assert written["complete"] and written["results"] == json.loads(json.dumps(record["results"]))
     assert written["environment"]["device"] and written["environment"]["flowjax"]
     assert written["settings"]["max_epochs"] == 2 and written["observation_set"] == "evaluation"
-    assert written["jcnf_estimator"]
+    assert written["jcnf_estimator"] and written["git_commit"]
     [reference] = written["references"]["gaussian_mixture"]
     assert reference["exact"] and 0 < reference["acceptance"] <= 1
     rows = {row["estimator"]: row for row in written["results"]}
