@@ -157,13 +157,21 @@ def fit_jcnf_standin(theta: np.ndarray, x: np.ndarray, seed: int, settings: Sett
                                                         "steps": int(state.step)}
 
 
-def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings,
-             options: Optional[dict] = None) -> tuple[Posterior, dict]:
-    """`jcnf.inverse.fit_amortized` where the library has it, else the stand-in."""
+def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings, options: Optional[dict] = None,
+             bounds: Optional[tuple[np.ndarray, np.ndarray]] = None) -> tuple[Posterior, dict]:
+    """`jcnf.inverse.fit_amortized` where the library has it, else the stand-in.
+
+    `bounds` is the prior's box in the z-scored units of `theta`, passed to
+    `fit_amortized` (unless `options` names its own) so it can keep its
+    samples in the support; the stand-in ignores it.
+    """
     fit_amortized = getattr(jcnf.inverse, "fit_amortized", None)
     if fit_amortized is None:
         return fit_jcnf_standin(theta, x, seed, settings)
-    posterior = fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **(options or {}))
+    options = dict(options or {})
+    if bounds is not None:
+        options.setdefault("bounds", bounds)
+    posterior = fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
     jax.block_until_ready(jax.tree.leaves(getattr(posterior, "params", None)))
     return posterior, {}
 
@@ -249,14 +257,17 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
             {"observation": i, "seconds": round(time.perf_counter() - start, 2), **reference.info})
         print(f"{task.name}: reference {i} ({reference.info['method']}) in {time.perf_counter() - start:.1f} s",
               flush=True)
-    fits: dict[str, Callable] = {"jcnf": lambda t, c, s: fit_jcnf(t, c, s, settings, jcnf_options),
-                                 "flowjax": lambda t, c, s: fit_flowjax(t, c, s, settings)}
+    fits: dict[str, Callable] = {"jcnf": lambda t, c, s, box: fit_jcnf(t, c, s, settings, jcnf_options, box),
+                                 "flowjax": lambda t, c, s, box: fit_flowjax(t, c, s, settings)}
     for budget in budgets:
         prior_key, simulator_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(TRAINING_SEED), budget))
         theta = np.asarray(task.prior_sample(prior_key, budget), np.float64)
         x = np.asarray(task.simulate(simulator_key, jnp.asarray(theta, jnp.float32)), np.float64)
         theta_scale, x_scale = Standardizer(theta), Standardizer(x)
         theta_z, x_z = theta_scale.forward(theta), x_scale.forward(x)
+        # The box in z units, rounded to float32 as theta_z is (monotone rounding keeps every row inside).
+        box = None if task.bounds is None else tuple(theta_scale.forward(np.full((1, task.theta_dim), b))[0]
+                                                     for b in task.bounds)
         for name in estimators:
             row: dict[str, Any] = {"task": task.name, "budget": budget, "estimator": name}
             if name == "sbi":
@@ -264,7 +275,7 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
                 record["results"].append(row)
                 continue
             start = time.perf_counter()
-            posterior, info = fits[name](theta_z, x_z, TRAINING_SEED)
+            posterior, info = fits[name](theta_z, x_z, TRAINING_SEED, box)
             row["train_s"] = round(time.perf_counter() - start, 2)
             row.update(info)
             scores, leakage, sample_s = [], [], []
@@ -282,7 +293,7 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
             record["results"].append(row)
             print(f"{task.name:>24} {budget:>7} {name:>8}: C2ST {row['c2st_mean']} (per observation "
                   f"{[round(s, 3) for s in scores if s is not None]}), train {row['train_s']} s, "
-                  f"{row['epochs']} epochs", flush=True)
+                  f"{row.get('epochs', '?')} epochs", flush=True)
             write_json(json_path, record)
 
 

@@ -7,6 +7,7 @@ load); the structure is, and every ratio must be a positive finite number.
 import json
 import math
 
+import numpy as np
 import pytest
 
 from benchmarks import logdet_throughput, memory_depth, npe, scaling
@@ -96,3 +97,33 @@ def test_npe_tiny_run_scores_both_estimators_and_writes_the_record(tmp_path, cap
     assert "| gaussian_mixture | 200 |" in table and "jcnf C2ST" in table and "flowjax C2ST" in table
     npe.main(["--table", "--json", str(path)])
     assert "| gaussian_mixture | 200 |" in capsys.readouterr().out
+
+
+def test_npe_trains_jcnf_by_fit_amortized_when_the_library_has_it(tmp_path, monkeypatch):
+    import jax
+
+    import jcnf
+
+    calls = []
+
+    class StandardNormal:
+        def sample(self, rng, context, num_samples):
+            return jax.random.normal(rng, (num_samples, context.shape[0], 2))
+
+    def fit_amortized(**kwargs):
+        calls.append(kwargs)
+        return StandardNormal()
+
+    monkeypatch.setattr(jcnf.inverse, "fit_amortized", fit_amortized, raising=False)
+    record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
+                       "--posterior-samples", "100", "--estimators", "jcnf", "--jcnf-options", '{"patience": 3}',
+                       "--json", str(tmp_path / "npe.json")])
+    [call] = calls
+    assert call["value"].shape == (200, 2) and call["context"].shape == (200, 2) and call["patience"] == 3
+    # The data arrive z-scored, and the prior's box [-10, 10]^2 in the same units.
+    np.testing.assert_allclose(np.mean(call["value"], 0), 0, atol=1e-5)
+    lower, upper = call["bounds"]
+    assert np.all(lower < np.min(call["value"], 0)) and np.all(upper > np.max(call["value"], 0))
+    assert record["jcnf_estimator"] == "jcnf.inverse.fit_amortized" and record["jcnf_options"] == {"patience": 3}
+    [row] = record["results"]
+    assert row["estimator"] == "jcnf" and 0 <= row["c2st_mean"] <= 1
