@@ -273,6 +273,7 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
             if name == "sbi":
                 row["skipped"] = _sbi_available()
                 record["results"].append(row)
+                write_json(json_path, record)
                 continue
             start = time.perf_counter()
             posterior, info = fits[name](theta_z, x_z, TRAINING_SEED, box)
