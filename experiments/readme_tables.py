@@ -233,6 +233,40 @@ def dispatch() -> str:
     return _table(["steps/s (speed-up)", *[f"steps_per_dispatch={n}" for n in counts]], rows)
 
 
+def npe_table(*records: dict) -> str:
+    """The NPE benchmark, jcnf against flowjax per task and budget: mean C2ST (0.5 is best) and training time.
+
+    Several records (runs of `benchmarks.npe`) may be given; each task's rows
+    come from the first record that has them, and one note per record names
+    its observations, estimator, machine and load.
+    """
+    rows: dict[tuple[str, int], dict] = {}
+    notes = []
+    for record in records:
+        tasks = [task for task in record["tasks"] if not any(key[0] == task for key in rows)]
+        for row in record["results"]:
+            if row["task"] in tasks and "skipped" not in row:
+                rows.setdefault((row["task"], row["budget"]), {})[row["estimator"]] = row
+        environment = record["environment"]
+        if tasks:
+            notes.append(f"{', '.join(tasks)}: C2ST mean over {record['observations']} evaluation observations, "
+                         f"{record['settings']['posterior_samples']:,} samples each; jcnf is "
+                         f"{record['jcnf_estimator']}; flowjax {environment['flowjax']}; "
+                         f"{environment['device']} ({environment['cpu_count']} cores, load average "
+                         f"{environment['load_average_1min']:.1f} at the start).")
+    estimators = [name for name in ("jcnf", "flowjax") if any(name in cell for cell in rows.values())]
+
+    def c2st_cell(row: dict | None) -> str:
+        return "" if row is None or row["c2st_mean"] is None else f"{row['c2st_mean']:.3f}"
+
+    table = _table(["task", "simulations", *[f"{name} C2ST" for name in estimators],
+                    *[f"{name} train s" for name in estimators]],
+                   [[task, f"{budget:,}", *[c2st_cell(cell.get(name)) for name in estimators],
+                     *[f"{cell[name]['train_s']:.0f}" if name in cell else "" for name in estimators]]
+                    for (task, budget), cell in rows.items()])
+    return table + "\n\nTraining time includes compilation. " + " ".join(notes)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "claims": claims,
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,

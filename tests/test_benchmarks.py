@@ -7,7 +7,10 @@ load); the structure is, and every ratio must be a positive finite number.
 import json
 import math
 
-from benchmarks import logdet_throughput, memory_depth, scaling
+import numpy as np
+import pytest
+
+from benchmarks import logdet_throughput, memory_depth, npe, scaling
 
 
 def _ratios(node, path=""):
@@ -67,3 +70,60 @@ def test_memory_depth_tiny_measures_both_modes_at_every_depth(tmp_path):
     for k in record["summary"]["ks"]:
         assert len({row["num_params"] for row in record["results"] if row["blocks"] == k}) == 1
     assert all(row["total_bytes"] > 0 for row in record["results"])
+
+
+@pytest.mark.allow_rank_promotion("flowjax's sampling broadcasts a condition against the sample shape internally")
+def test_npe_tiny_run_scores_both_estimators_and_writes_the_record(tmp_path, capsys):
+    path = tmp_path / "npe.json"
+    # One task with an exact reference, 200 simulations, tiny flows, two epochs, one observation.
+    record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
+                       "--posterior-samples", "300", "--max-epochs", "2", "--batch-size", "64", "--blocks", "2",
+                       "--hidden", "8", "--bins", "4", "--json", str(path)])
+    written = json.loads(path.read_text())
+    assert written["complete"] and written["results"] == json.loads(json.dumps(record["results"]))
+    assert written["environment"]["device"] and written["environment"]["flowjax"]
+    assert written["settings"]["max_epochs"] == 2 and written["observation_set"] == "evaluation"
+    assert written["jcnf_estimator"] and written["git_commit"]
+    [reference] = written["references"]["gaussian_mixture"]
+    assert reference["exact"] and 0 < reference["acceptance"] <= 1
+    rows = {row["estimator"]: row for row in written["results"]}
+    assert set(rows) == {"jcnf", "flowjax", "sbi"} and "skipped" in rows["sbi"]
+    for name in ("jcnf", "flowjax"):
+        row = rows[name]
+        assert row["task"] == "gaussian_mixture" and row["budget"] == 200 and 1 <= row["epochs"] <= 2
+        assert row["train_s"] > 0 and len(row["c2st"]) == 1 and 0 <= row["c2st_mean"] <= 1
+        assert 0 <= row["leakage"][0] < 1
+    table = capsys.readouterr().out
+    assert "| gaussian_mixture | 200 |" in table and "jcnf C2ST" in table and "flowjax C2ST" in table
+    npe.main(["--table", "--json", str(path)])
+    assert "| gaussian_mixture | 200 |" in capsys.readouterr().out
+
+
+def test_npe_trains_jcnf_by_fit_amortized_when_the_library_has_it(tmp_path, monkeypatch):
+    import jax
+
+    import jcnf
+
+    calls = []
+
+    class StandardNormal:
+        def sample(self, rng, context, num_samples):
+            return jax.random.normal(rng, (num_samples, context.shape[0], 2))
+
+    def fit_amortized(**kwargs):
+        calls.append(kwargs)
+        return StandardNormal()
+
+    monkeypatch.setattr(jcnf.inverse, "fit_amortized", fit_amortized, raising=False)
+    record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
+                       "--posterior-samples", "100", "--estimators", "jcnf", "--jcnf-options", '{"patience": 3}',
+                       "--json", str(tmp_path / "npe.json")])
+    [call] = calls
+    assert call["value"].shape == (200, 2) and call["context"].shape == (200, 2) and call["patience"] == 3
+    # The data arrive z-scored, and the prior's box [-10, 10]^2 in the same units.
+    np.testing.assert_allclose(np.mean(call["value"], 0), 0, atol=1e-5)
+    lower, upper = call["bounds"]
+    assert np.all(lower < np.min(call["value"], 0)) and np.all(upper > np.max(call["value"], 0))
+    assert record["jcnf_estimator"] == "jcnf.inverse.fit_amortized" and record["jcnf_options"] == {"patience": 3}
+    [row] = record["results"]
+    assert row["estimator"] == "jcnf" and 0 <= row["c2st_mean"] <= 1

@@ -31,3 +31,19 @@ def test_every_table_has_its_markers():
         assert text.count(f"<!-- table:{name} -->") == 1 and text.count(f"<!-- /table:{name} -->") == 1, name
     with pytest.raises(ValueError, match="table:superres"):
         readme_tables.render(text.replace("<!-- table:superres -->", ""))
+
+
+def test_npe_table_takes_each_task_from_the_first_record_that_has_it():
+    def record(tasks, c2st, device):
+        rows = [{"task": task, "budget": 1000, "estimator": name, "c2st_mean": c2st, "train_s": 12.0}
+                for task in tasks for name in ("jcnf", "flowjax")]
+        return {"tasks": tasks, "results": rows + [{"task": tasks[0], "budget": 1000, "estimator": "sbi",
+                                                    "skipped": "not importable"}],
+                "observations": 3, "settings": {"posterior_samples": 10_000}, "jcnf_estimator": "stand-in",
+                "environment": {"flowjax": "19.1.2", "device": device, "cpu_count": 2, "load_average_1min": 9.0}}
+
+    table = readme_tables.npe_table(record(["two_moons"], 0.7, "cpu A"), record(["two_moons", "slcp"], 0.9, "cpu B"))
+    assert "| two_moons | 1,000 | 0.700 | 0.700 | 12 | 12 |" in table
+    assert "| slcp | 1,000 | 0.900 | 0.900 | 12 | 12 |" in table and "0.900 | 0.900 | 12 | 12 |\n| two" not in table
+    assert "two_moons: C2ST mean over 3" in table and "cpu A" in table and "slcp: C2ST" in table and "cpu B" in table
+    assert "sbi" not in table.split("\n\n")[0]

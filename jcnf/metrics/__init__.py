@@ -1,4 +1,4 @@
-"""Evaluation metrics: likelihood in bits per dimension, image quality, segmentation, calibration.
+"""Evaluation metrics: likelihood in bits per dimension, image quality, segmentation, calibration, C2ST.
 
 Two kinds of function live here, and each docstring says which it is:
 
@@ -7,11 +7,13 @@ Two kinds of function live here, and each docstring says which it is:
   shapes: they run on device and under `jax.jit`, so training and sampling
   loops can log them without a host round-trip.
 - numpy metrics (`precision_recall_curve`, `max_f1`, `average_precision`,
-  `roc_auc`, `precision_recall_f1`, `expected_calibration_error`) sort scores
-  and select masked entries, so their sizes depend on the data. They are for
+  `roc_auc`, `precision_recall_f1`, `expected_calibration_error`, `c2st`) sort
+  scores, select masked entries or fit a classifier, so their sizes depend on
+  the data. They are for
   evaluation on the host, take scikit-learn's order (ground truth first:
   `y_true, y_score` or `y_true, y_pred` or `y_true, y_prob`), and return
-  Python floats or numpy arrays; the ranking metrics are scikit-learn's.
+  Python floats or numpy arrays; the ranking metrics are scikit-learn's, and `c2st`
+  (reference first) trains scikit-learn's MLP classifier.
 
 Every function validates its inputs and raises `ValueError` naming the
 argument, the expected and the received shape or range. Checks on values
@@ -19,6 +21,7 @@ argument, the expected and the received shape or range. Checks on values
 shape and dtype checks run.
 """
 
+from jcnf.metrics.c2st import c2st
 from jcnf.metrics.calibration import calibration_within_k_std, expected_calibration_error, posterior_coverage
 from jcnf.metrics.images import psnr, snr_db, ssim
 from jcnf.metrics.likelihood import bits_per_dim, dequantization_offset, nats_to_bits_per_dim
@@ -27,6 +30,7 @@ from jcnf.metrics.segmentation import average_precision, max_f1, precision_recal
 __all__ = [
     "average_precision",
     "bits_per_dim",
+    "c2st",
     "calibration_within_k_std",
     "dequantization_offset",
     "expected_calibration_error",
