@@ -79,7 +79,6 @@ class ConditionalGlow(ConditionalFlow):
     encoder: str = "residual"
     full_resolution_context: bool = False
     dtype: Optional[jnp.dtype] = None
-    check_finite: bool = False
     schedule: str = "scan"
 
     def setup(self):

@@ -83,7 +83,6 @@ class ConditionalMAF(ConditionalFlow):
     num_bins: int = 8
     bound: float = 4.0
     embedding: Optional[nn.Module] = None
-    check_finite: bool = False
     schedule: str = "scan"
 
     def setup(self):

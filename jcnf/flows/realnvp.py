@@ -64,7 +64,6 @@ class ConditionalRealNVP(ConditionalFlow):
     mixing: str = "none"
     conditioner: str = "mlp"
     embedding: Optional[nn.Module] = None
-    check_finite: bool = False
     schedule: str = "scan"
 
     def setup(self):

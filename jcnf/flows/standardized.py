@@ -55,7 +55,6 @@ class StandardizedFlow(ConditionalFlow):
     context_scale: tuple[float, ...]
     lower: Optional[tuple[float, ...]] = None
     upper: Optional[tuple[float, ...]] = None
-    check_finite: bool = False
 
     @classmethod
     def from_trained(cls, trained: TrainedModel) -> "StandardizedFlow":
