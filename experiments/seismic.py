@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
                          batch_size=config.train.batch, optimizer=jcnf.train.default_optimizer(config.train.lr),
                          seed=config.seed,
                          log_every=max(1, min(50, config.train.steps)),
+                         validation_fraction=config.train.validation_fraction,
+                         eval_every=max(1, min(config.train.eval_every, config.train.steps)),
+                         patience=config.train.patience,
                          metrics_path=_hosts.metrics_file(out, "low_fidelity"),
                          checkpoint_dir=_hosts.checkpoint_dir(out, "low_fidelity"), model_dir=str(out / "model"))
     amortized = low.params
@@ -223,6 +226,11 @@ def main(argv: list[str] | None = None) -> dict:
         "initial_objective": {"preconditioned": float(preconditioned.objective_history[0, 1]),
                               "scratch": float(scratch.objective_history[0, 1])},
         "speedup": speed,
+        # The amortized flow's held-out NLL (nats per section) and the step whose parameters were kept.
+        "low_fidelity": {"best_step": None if low.best_step is None else int(low.best_step),
+                         "steps_run": int(low.state.step),
+                         "best_validation_nll": min((float(r["val_loss"]) for r in low.history if "val_loss" in r),
+                                                    default=None)},
         # Runs annealed over each budget; "objective" is the reverse-KL objective (no exact normalizer here).
         "annealed_budgets": sweep,
         "seconds": {"low_fidelity": low_seconds, "preconditioned": preconditioned_seconds,
