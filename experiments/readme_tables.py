@@ -243,7 +243,8 @@ def npe_table(*records: dict) -> str:
     rows: dict[tuple[str, int], dict] = {}
     notes = []
     for record in records:
-        tasks = [task for task in record["tasks"] if not any(key[0] == task for key in rows)]
+        scored = {row["task"] for row in record["results"] if "skipped" not in row}
+        tasks = [task for task in record["tasks"] if task in scored and not any(key[0] == task for key in rows)]
         for row in record["results"]:
             if row["task"] in tasks and "skipped" not in row:
                 rows.setdefault((row["task"], row["budget"]), {})[row["estimator"]] = row
@@ -253,7 +254,8 @@ def npe_table(*records: dict) -> str:
                          f"{record['settings']['posterior_samples']:,} samples each; jcnf is "
                          f"{record['jcnf_estimator']}; flowjax {environment['flowjax']}; "
                          f"{environment['device']} ({environment['cpu_count']} cores, load average "
-                         f"{environment['load_average_1min']:.1f} at the start).")
+                         f"{environment['load_average_1min']:.1f} at the start)"
+                         + ("." if record["complete"] else "; the run was stopped after these tasks."))
     estimators = [name for name in ("jcnf", "flowjax") if any(name in cell for cell in rows.values())]
 
     def c2st_cell(row: dict | None) -> str:
@@ -267,11 +269,17 @@ def npe_table(*records: dict) -> str:
     return table + "\n\nTraining time includes compilation. " + " ".join(notes)
 
 
+def npe() -> str:
+    """Posterior estimation on the CPU: two moons from npe_cpu.json, SLCP from the run beside it."""
+    return npe_table(_load("benchmarks", "results", "npe_cpu.json"),
+                     _load("benchmarks", "results", "npe_cpu_slcp.json"))
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "claims": claims,
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,
     "vessels": vessels, "glow_throughput": glow_throughput, "memory_depth": memory_depth,
-    "compile_time": compile_time, "dispatch": dispatch}
+    "compile_time": compile_time, "dispatch": dispatch, "npe": npe}
 
 
 def render(readme: str) -> str:

@@ -39,11 +39,16 @@ def test_npe_table_takes_each_task_from_the_first_record_that_has_it():
                 for task in tasks for name in ("jcnf", "flowjax")]
         return {"tasks": tasks, "results": rows + [{"task": tasks[0], "budget": 1000, "estimator": "sbi",
                                                     "skipped": "not importable"}],
-                "observations": 3, "settings": {"posterior_samples": 10_000}, "jcnf_estimator": "stand-in",
+                "complete": True, "observations": 3, "settings": {"posterior_samples": 10_000},
+                "jcnf_estimator": "stand-in",
                 "environment": {"flowjax": "19.1.2", "device": device, "cpu_count": 2, "load_average_1min": 9.0}}
 
-    table = readme_tables.npe_table(record(["two_moons"], 0.7, "cpu A"), record(["two_moons", "slcp"], 0.9, "cpu B"))
+    stopped = record(["two_moons", "slcp"], 0.7, "cpu A")
+    stopped["results"] = [row for row in stopped["results"] if row["task"] == "two_moons"]
+    stopped["complete"] = False
+    table = readme_tables.npe_table(stopped, record(["two_moons", "slcp"], 0.9, "cpu B"))
     assert "| two_moons | 1,000 | 0.700 | 0.700 | 12 | 12 |" in table
     assert "| slcp | 1,000 | 0.900 | 0.900 | 12 | 12 |" in table and "0.900 | 0.900 | 12 | 12 |\n| two" not in table
     assert "two_moons: C2ST mean over 3" in table and "cpu A" in table and "slcp: C2ST" in table and "cpu B" in table
+    assert "stopped after these tasks" in table
     assert "sbi" not in table.split("\n\n")[0]
