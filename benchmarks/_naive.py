@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import Array
 
 import jcnf
-from jcnf.bijectors.coupling import bounded_log_scale, coupling_param_size
+from jcnf.bijectors.coupling import bounded_affine, bounded_shift, coupling_param_size
 from jcnf.bijectors.squeeze import squeeze2x2, unsqueeze2x2
 from jcnf.distributions.gaussian import ConditionalDiagGaussian, SplitPrior
 from jcnf.nets.coupling_nets import ConvCouplingNet, MLPCouplingNet
@@ -77,10 +77,9 @@ def naive_coupling(kind: str, conditioner: Callable[[Array], Array], split_index
     """A distrax.SplitCoupling with the same inner bijector as jcnf's coupling of that kind."""
     def inner(params: Array) -> distrax.Bijector:
         if kind == "affine":
-            shift, raw = jnp.split(params, 2, axis=-1)
-            return distrax.ScalarAffine(shift=shift, log_scale=bounded_log_scale(raw, 3.0))
+            return bounded_affine(params)
         if kind == "additive":
-            return distrax.ScalarAffine(shift=params)
+            return bounded_shift(params)
         params = params.reshape(*params.shape[:-1], -1, 3 * num_bins + 1)
         return distrax.RationalQuadraticSpline(params, range_min=-4.0, range_max=4.0, boundary_slopes="identity")
     return distrax.SplitCoupling(split_index=split_index, event_ndims=event_ndims, conditioner=conditioner,

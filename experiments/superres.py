@@ -208,9 +208,9 @@ def test_bits_per_dim(eval_step, state, pairs: dict, batch: int) -> float:
 
 
 def image_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Mean PSNR and SSIM of host images [N, H, W, C]."""
-    return {"psnr": float(jnp.mean(metrics.psnr(predicted, truth))),
-            "ssim": float(jnp.mean(metrics.ssim(predicted, truth)))}
+    """Mean PSNR and SSIM of host images [N, H, W, C] over the finite ones, and how many were not ("non_finite")."""
+    scores = metrics.mean_image_scores(predicted, truth)
+    return {"psnr": float(scores["psnr"]), "ssim": float(scores["ssim"]), "non_finite": int(scores["non_finite"])}
 
 
 def claims(results: dict) -> dict[str, dict]:

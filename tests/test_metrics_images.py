@@ -96,3 +96,22 @@ BAD_INPUTS = [
 def test_bad_input_raises_naming_the_argument(argument, call):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         call()
+
+
+def test_mean_image_scores_leave_out_and_count_non_finite_images():
+    clean, noisy = _astronaut_pairs(height=16, width=16)
+    clean, noisy = clean.astype(np.float32), noisy.astype(np.float32)
+    broken = noisy.copy()
+    broken[1, 3, 4, 0] = np.nan
+    broken[2, 0, 0, 2] = np.inf
+    scores = jax.jit(metrics.mean_image_scores)(broken, clean)
+    assert int(scores["non_finite"]) == 2
+    kept = [0, 3]
+    # The same float32 sums as the per-image metrics, averaged over two images.
+    np.testing.assert_allclose(scores["psnr"], np.mean(metrics.psnr(noisy[kept], clean[kept])), rtol=1e-6)
+    np.testing.assert_allclose(scores["ssim"], np.mean(metrics.ssim(noisy[kept], clean[kept])), rtol=1e-6)
+    whole = metrics.mean_image_scores(noisy, clean)
+    assert int(whole["non_finite"]) == 0
+    np.testing.assert_allclose(whole["psnr"], np.mean(metrics.psnr(noisy, clean)), rtol=1e-6)
+    with pytest.raises(ValueError, match="`y`"):
+        metrics.mean_image_scores(noisy, clean[:2])

@@ -12,8 +12,10 @@ from jcnf.bijectors.coupling import (
                                      ConditionalAdditiveCoupling,
                                      ConditionalAffineCoupling,
                                      ConditionalSplineCoupling,
-                                     bounded_log_scale,
+                                     bounded_affine,
+                                     bounded_shift,
                                      make_coupling,
+                                     soft_bound,
 )
 from jcnf.bijectors.squeeze import Squeeze, squeeze2x2, unsqueeze2x2
 
@@ -21,5 +23,5 @@ __all__ = [
     "ActNorm", "actnorm_initial_params", "BoxLogit", "ConditionalMaskedAutoregressive", "elementwise_bijector",
     "transformer_param_size", "InvConv1x1", "random_rotation_lu",
     "ConditionalAdditiveCoupling", "ConditionalAffineCoupling", "ConditionalSplineCoupling",
-    "bounded_log_scale", "make_coupling", "Squeeze", "squeeze2x2", "unsqueeze2x2",
+    "bounded_affine", "bounded_shift", "make_coupling", "soft_bound", "Squeeze", "squeeze2x2", "unsqueeze2x2",
 ]

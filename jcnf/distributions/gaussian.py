@@ -74,6 +74,10 @@ class SplitPrior(nn.Module):
         return diag_gaussian(*self(z_kept, features), 3)
 
 
+_PRIOR_MEAN_BOUND = 16.0
+_PRIOR_LOG_SCALE_BOUND = 6.0
+
+
 def _gaussian_params(module: nn.Module, event_shape: tuple[int, ...], inputs: Optional[Array],
                      batch: int) -> tuple[Array, Array]:
     """Shared head: a zero-initialised conv or dense layer giving (mean, log_scale)."""
@@ -96,4 +100,8 @@ def _gaussian_params(module: nn.Module, event_shape: tuple[int, ...], inputs: Op
         if len(event_shape) > 1:
             out = out.reshape(batch, *event_shape[:-1], 2 * event_shape[-1])
     mean, log_scale = jnp.split(out, 2, axis=-1)
-    return mean, log_scale
+    # Soft bounds, as the couplings' (`jcnf.bijectors.coupling`): sampling computes mean + exp(log_scale) * eps,
+    # which an unseen context must not overflow. A prior scale within e^+-6 and a mean within +-16 cover
+    # standardized latents with room to spare.
+    return (_PRIOR_MEAN_BOUND * jnp.tanh(mean / _PRIOR_MEAN_BOUND),
+            _PRIOR_LOG_SCALE_BOUND * jnp.tanh(log_scale / _PRIOR_LOG_SCALE_BOUND))

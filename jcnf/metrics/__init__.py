@@ -3,7 +3,7 @@
 Two kinds of function live here, and each docstring says which it is:
 
 - jax.numpy metrics (`nats_to_bits_per_dim`, `bits_per_dim`, `psnr`, `ssim`,
-  `snr_db`, `calibration_within_k_std`, `posterior_coverage`) are pure array maps with static
+  `snr_db`, `mean_image_scores`, `calibration_within_k_std`, `posterior_coverage`) are pure array maps with static
   shapes: they run on device and under `jax.jit`, so training and sampling
   loops can log them without a host round-trip.
 - numpy metrics (`precision_recall_curve`, `max_f1`, `average_precision`,
@@ -23,7 +23,7 @@ shape and dtype checks run.
 
 from jcnf.metrics.c2st import c2st
 from jcnf.metrics.calibration import calibration_within_k_std, expected_calibration_error, posterior_coverage
-from jcnf.metrics.images import psnr, snr_db, ssim
+from jcnf.metrics.images import mean_image_scores, psnr, snr_db, ssim
 from jcnf.metrics.likelihood import bits_per_dim, dequantization_offset, nats_to_bits_per_dim
 from jcnf.metrics.segmentation import average_precision, max_f1, precision_recall_curve, precision_recall_f1, roc_auc
 
@@ -35,6 +35,7 @@ __all__ = [
     "dequantization_offset",
     "expected_calibration_error",
     "max_f1",
+    "mean_image_scores",
     "nats_to_bits_per_dim",
     "posterior_coverage",
     "precision_recall_curve",
