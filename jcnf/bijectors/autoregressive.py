@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.bijectors.coupling import bounded_log_scale
+from jcnf.bijectors.coupling import SHIFT_BOUND, soft_bound
 
 # (x [..., D], context [..., F]) -> params [..., D, params_per_dim]; params_i may depend on x_<i only.
 AutoregressiveConditioner = Callable[[Array, Array], Array]
@@ -41,14 +41,15 @@ def elementwise_bijector(transformer: str, params: Array, num_bins: int = 8, bou
                          log_scale_bound: float = 3.0) -> distrax.Bijector:
     """The elementwise bijection tau with per-dimension parameters [..., D, P] (event_ndims 0).
 
-    Affine: tau(x) = x * exp(log_scale) + shift, the log-scale bounded by tanh
-    as in the couplings (a zero conditioner gives the identity). Spline: a
+    Affine: tau(x) = x * exp(log_scale) + shift, the log-scale and the shift
+    soft-bounded by tanh as in the couplings (`soft_bound`: a zero conditioner
+    gives the identity, and a finite latent inverts to a finite value). Spline: a
     rational-quadratic spline on [-bound, bound] with identity tails, so
     values far outside the interval stay finite.
     """
     if transformer == "affine":
         shift, raw = params[..., 0], params[..., 1]
-        return distrax.ScalarAffine(shift=shift, log_scale=bounded_log_scale(raw, log_scale_bound))
+        return distrax.ScalarAffine(shift=soft_bound(shift, SHIFT_BOUND), log_scale=soft_bound(raw, log_scale_bound))
     if transformer == "spline":
         return distrax.RationalQuadraticSpline(params, range_min=-bound, range_max=bound,
                                                boundary_slopes="identity")
