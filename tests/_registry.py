@@ -322,6 +322,8 @@ _NOT_CHECKED = "distrax's convention: the caller (a flow) checks shapes"
 _NOT_BIJECTIVE_DEQ = "a dequantizer draws noise; it has no inverse"
 _GLOW_FLOAT32 = "the Glow's scanned steps carry float32 state, so it runs in float32 only"
 _NOT_BIJECTIVE_BASE = "a baseline is a density of discrete values, not a bijection"
+_CLOSED_CONDITIONER = ("its test conditioner closes over fixed arrays; the parameter columns run through "
+                       "ConditionalMAF's entries, whose MADE owns the same bijector's parameters")
 _NO_PARAMS = "it has no parameters"
 
 REGISTRY = (
@@ -335,8 +337,8 @@ REGISTRY = (
     Entry("affine_coupling_swapped", _coupling("affine", swap=True)),
     Entry("additive_coupling", _coupling("additive")),
     Entry("spline_coupling", _coupling("spline")),
-    Entry("masked_autoregressive_affine", _autoregressive("affine")),
-    Entry("masked_autoregressive_spline", _autoregressive("spline")),
+    Entry("masked_autoregressive_affine", _autoregressive("affine"), {"forward_mode_params": _CLOSED_CONDITIONER}),
+    Entry("masked_autoregressive_spline", _autoregressive("spline"), {"forward_mode_params": _CLOSED_CONDITIONER}),
     Entry("realnvp", _realnvp),
     # Without ActNorm: its data-dependent init on the 2-row example after a rotation makes scales of ~1e5 that
     # amplify float32 rounding in the round trip; LU with ActNorm on 64 rows is in test_flows_realnvp.py.
