@@ -42,6 +42,13 @@ def test_samples_follow_the_known_posterior_in_the_users_units(posterior):
     assert posterior.log_prob(samples[0], x_obs).shape == (2,)
 
 
+def test_saved_and_loaded_posterior_scores_the_same(posterior, tmp_path):
+    theta, x = _pairs(seed=4, n=8)
+    loaded = jcnf.load_model(jcnf.save_model(tmp_path / "posterior", posterior))
+    # The same arrays and maps, compiled anew: equal to float32 rounding.
+    np.testing.assert_allclose(loaded.log_prob(theta, x), posterior.log_prob(theta, x), atol=1e-5)
+
+
 def test_early_stopping_keeps_the_best_epoch(posterior):
     history = posterior.metadata["history"]
     best = posterior.metadata["best_epoch"]

@@ -8,6 +8,13 @@ import flax.linen as nn
 from jax import Array
 
 from jcnf import _checks
+from jcnf.flows.registry import register
+from jcnf.nets.embedding import CNNEmbedding, DeepSetEmbedding, MLPEmbedding
+
+# A saved vector flow names its embedding network: the embeddings are registered here, where the flows
+# that take them live (jcnf.nets sits below the registry).
+for _embedding in (MLPEmbedding, DeepSetEmbedding, CNNEmbedding):
+    register(_embedding)
 
 
 def check_vector_inputs(value: Optional[Array], context: Array, embedding: Optional[nn.Module],

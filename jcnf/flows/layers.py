@@ -55,9 +55,10 @@ class InvConv1x1Layer(nn.Module):
         key = self.make_rng("params") if self.is_initializing() else None
         # One key for the three factors, so they are the LU of the same rotation.
         # (Flax also calls initializers abstractly in `apply` to check shapes;
-        # then any key will do.)
+        # then any key will do.) In x's dtype: a float32 value must stay float32 when x64 is enabled.
         lower, upper, log_diag = (
-            self.param(name, lambda rng, i=i: random_rotation_lu(rng if key is None else key, channels)[i])
+            self.param(name, lambda rng, i=i: random_rotation_lu(rng if key is None else key,
+                                                                 channels)[i].astype(x.dtype))
             for i, name in enumerate(("lower", "upper", "log_diag")))
         return apply_bijector(InvConv1x1(lower, upper, log_diag, event_ndims=self.event_ndims), x, inverse)
 

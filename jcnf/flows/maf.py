@@ -25,6 +25,7 @@ from jcnf.bijectors.autoregressive import (
 )
 from jcnf.flows._vector import check_vector_inputs
 from jcnf.flows.base import ConditionalFlow, make_shape_marker
+from jcnf.flows.registry import register
 from jcnf.flows.stack import BlockStack, check_schedule
 from jcnf.nets.made import MADE
 
@@ -58,6 +59,7 @@ class MaskedAutoregressiveBlock(nn.Module):
         return z[..., ::-1], log_det
 
 
+@register
 class ConditionalMAF(ConditionalFlow):
     """p(value | context) for vectors: value [B, D] (D >= 1), context [B, F] (or an embedding's input).
 
