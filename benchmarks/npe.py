@@ -168,12 +168,15 @@ def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings, op
     fit_amortized = getattr(jcnf.inverse, "fit_amortized", None)
     if fit_amortized is None:
         return fit_jcnf_standin(theta, x, seed, settings)
-    options = dict(options or {})
+    # The same budget as the peer (epochs, batch); everything else is fit_amortized's defaults.
+    options = {"max_epochs": settings.max_epochs, "batch_size": settings.batch_size, "seed": seed, **(options or {})}
     if bounds is not None:
         options.setdefault("bounds", bounds)
     posterior = fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
     jax.block_until_ready(jax.tree.leaves(getattr(posterior, "params", None)))
-    return posterior, {}
+    history = posterior.metadata.get("history", [])
+    return posterior, {"epochs": len(history),
+                       "best_val_loss": min((row["validation_loss"] for row in history), default=None)}
 
 
 def jcnf_estimator_name() -> str:

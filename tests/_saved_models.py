@@ -79,4 +79,13 @@ def tiny_models() -> dict[str, TinyModel]:
             jnp.floor(image * 4) / 4, low_res, 0.3),
         "FactorizedBernoulli": _tiny(FactorizedBernoulli(features=4, blocks=1, hidden=4),
                                      (image < 0.3).astype(jnp.float32), image, 0.3),
+        "ConditionalMAF": _tiny(jcnf.ConditionalMAF(blocks=2, hidden=4, transformer="spline", num_bins=3),
+                                vector, vector_context, 0.1),
+        # The embedding networks are saved as fields of the flow that owns them.
+        "MLPEmbedding": _tiny(jcnf.ConditionalRealNVP(blocks=2, hidden=4, embedding=jcnf.nets.MLPEmbedding(
+            features=3, hidden=4, depth=1)), vector, vector_context, 0.1),
+        "DeepSetEmbedding": _tiny(jcnf.ConditionalMAF(blocks=1, hidden=4, embedding=jcnf.nets.DeepSetEmbedding(
+            features=3, hidden=4, depth=1)), vector, jax.random.normal(_key(4), (2, 3, 2)), 0.1),
+        "CNNEmbedding": _tiny(jcnf.ConditionalRealNVP(blocks=2, hidden=4, embedding=jcnf.nets.CNNEmbedding(
+            features=3, channels=(2,))), vector, image, 0.1),
     }

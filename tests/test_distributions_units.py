@@ -39,9 +39,9 @@ def test_bits_per_dim_under_jit():
 
 
 @pytest.mark.parametrize("name", ["bits_per_dim", "dequantization_offset", "nats_to_bits_per_dim"])
-def test_re_exported_by_distributions_and_metrics(name):
-    # One function under three names, not copies that could drift apart.
-    assert getattr(distributions, name) is getattr(units, name)
+def test_public_in_metrics_only(name):
+    # One function with one public home, not copies that could drift apart.
+    assert not hasattr(distributions, name)
     assert getattr(metrics, name) is getattr(units, name)
     assert getattr(metrics.likelihood, name) is getattr(units, name)
 

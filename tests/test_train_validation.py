@@ -39,7 +39,7 @@ def test_best_params_and_early_stopping(tmp_path, options):
     # Stopped after exactly `patience` evaluations without a lower loss than the best one.
     assert result.best_step == best["step"] == int(result.state.step) - 2 * 2 < 40
     assert records[-1]["best_step"] == best["step"]
-    assert result.params is result.best_params
+    assert result.params is result.best_params["flow"]
     # The best params score the best recorded loss: fit averages two 32-row means, this is one
     # 64-row float32 mean, so they agree to float32 rounding.
     evaluate = train.mle_eval_step(MODEL)

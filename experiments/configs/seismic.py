@@ -52,6 +52,7 @@ def get_config(name: str = "default") -> ml_collections.ConfigDict:
         config.sweep.preconditioned, config.sweep.scratch = (125, 250, 500), (250, 500, 1000, 2500, 5000)
     elif name == "smoke":
         config.data.size, config.data.train_images, config.train.steps, config.train.batch = 8, 16, 5, 8
+        config.train.validation_fraction = 0.25  # 4 held-out rows: at least one per device of the 2x2 smoke run
         config.model.levels, config.model.blocks, config.model.hidden, config.model.context_features = 1, 1, 4, 4
         config.vi.samples, config.vi.preconditioned_steps, config.vi.scratch_max_steps = 4, 4, 12
         config.vi.eval_every, config.vi.eval_samples, config.eval.posterior_samples = 4, 8, 16

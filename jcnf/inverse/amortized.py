@@ -127,7 +127,8 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
       validation_fraction: the fraction of rows held out, in (0, 1).
       patience: stop after this many epochs without a better validation loss (>= 1).
       max_epochs: at most this many epochs.
-      batch_size: rows per optimizer step (the last partial batch of an epoch is dropped).
+      batch_size: rows per optimizer step, at most the training rows (the last partial batch of an
+        epoch is dropped).
       learning_rate: Adam's rate (`jcnf.train.default_optimizer`).
       clip_norm: clip gradients to this global norm; None disables clipping.
       seed: seeds the split, the initialization and the shuffling.
@@ -164,9 +165,8 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
         _checks.check_finite(name, array)
     box = _check_bounds(bounds, value_np)
     train_rows, validation_rows = _split(len(value_np), validation_fraction, np.random.default_rng(seed))
-    if len(train_rows) < batch_size:
-        raise ValueError(f"`batch_size` ({batch_size}) must be at most the {len(train_rows)} training rows left "
-                         f"after the validation split.")
+    # A small simulation budget trains on full batches of what it has, as sbi does.
+    batch_size = min(batch_size, len(train_rows))
 
     unbounded = _to_unbounded(value_np, box)
     # Statistics of the training rows only: the validation loss stays an honest held-out estimate.

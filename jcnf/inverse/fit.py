@@ -103,7 +103,7 @@ class ReverseKLResult(NamedTuple):
 
 def _user_units_flow(trained: TrainedModel, step: Optional[PosteriorStep]) -> nn.Module:
     """The module form of a TrainedModel's flow; with `step`, the one that step was built for."""
-    if not trained.standardization.arrays() and trained.bounds is None:
+    if (trained.standardization is None or not trained.standardization.arrays()) and trained.bounds is None:
         return trained.model  # already in the user's units
     if step is None:
         return StandardizedFlow.from_trained(trained)
