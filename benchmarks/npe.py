@@ -174,7 +174,7 @@ def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings, op
         options.setdefault("bounds", bounds)
     posterior = fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
     jax.block_until_ready(jax.tree.leaves(getattr(posterior, "params", None)))
-    history = posterior.metadata.get("history", [])
+    history = (getattr(posterior, "metadata", None) or {}).get("history", [])
     return posterior, {"epochs": len(history),
                        "best_val_loss": min((row["validation_loss"] for row in history), default=None)}
 
