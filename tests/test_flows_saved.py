@@ -205,3 +205,13 @@ def test_fields_of_every_kind_survive_json():
     assert registry.model_fields(nested) == registry.model_fields(corrected)
     with pytest.raises(ValueError, match=r"`model` must be an instance of a registered jcnf class"):
         registry.model_fields(jcnf.flows.ValueToLatent)
+
+
+def test_a_relative_path_saves_and_loads(tmp_path, monkeypatch):
+    # Orbax accepts only absolute paths; `make demo` passes relative ones such as out/demo/model.
+    monkeypatch.chdir(tmp_path)
+    tiny = tiny_models()["ConditionalRealNVP"]
+    jcnf.save_model("relative/model", tiny.model, tiny.params, context_shape=tiny.context_shape)
+    loaded = jcnf.load_model("relative/model")
+    np.testing.assert_array_equal(loaded.log_prob(tiny.value, tiny.context),
+                                  jcnf.TrainedModel(tiny.model, tiny.params).log_prob(tiny.value, tiny.context))

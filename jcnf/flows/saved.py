@@ -83,6 +83,12 @@ def _checkpointer():
     return ocp.StandardCheckpointer(multiprocessing_options=options)
 
 
+def _absolute(path: str | os.PathLike) -> epath.Path:
+    """`path` as an absolute `epath.Path` (orbax refuses relative ones); a remote one (`gs://...`) as given."""
+    path = epath.Path(path)
+    return path if path.is_absolute() else path.absolute()
+
+
 def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = None, *,
                standardization: Optional[Standardization] = None, bounds: Optional[Sequence[Any]] = None,
                metadata: Optional[Mapping[str, Any]] = None, value_shape: Optional[Sequence[int]] = None,
@@ -143,7 +149,7 @@ def save_model(path: str | os.PathLike, model_or_trained: Any, params: Any = Non
     if trained.bounds is not None:
         arrays["bounds"] = {"lower": trained.bounds[0], "upper": trained.bounds[1]}
 
-    target = epath.Path(path)
+    target = _absolute(path)
     if target.exists() and not (target / _JSON).exists() and (not target.is_dir() or any(target.iterdir())):
         # Only a model saved here before is replaced: never a user's other files.
         raise ValueError(f"`path` {os.fspath(target)} exists and is not a saved model; give a new or empty "
@@ -207,7 +213,7 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         it names a class jcnf does not register or fields that class does not
         take; or the parameters do not match the recorded class, fields and shapes.
     """
-    path = epath.Path(path)
+    path = _absolute(path)
     record = _read_record(path)
     if not isinstance(record["fields"], dict):
         raise ValueError(f"The fields of {record['class']} in {os.fspath(path / _JSON)} must be a JSON object.")
