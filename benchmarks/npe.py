@@ -11,19 +11,18 @@ recorded (0.5 is indistinguishable, 1.0 fully separated). Training time is
 wall-clock from the first simulation-free call to trained parameters that
 are ready (`block_until_ready`), compilation included, as a user waits for it.
 
-Estimators, with one training protocol: Adam at `--learning-rate` (jcnf's default
-optimizer also clips gradients to norm 1), batches of
-`--batch-size`, a random `--val-fraction` of the pairs held out, training stops
-when the held-out loss has not improved for `--patience` epochs (or after
-`--max-epochs`), and the parameters of the best held-out loss are kept:
+Estimators, on the same simulations and the same clock:
 
-- jcnf: `jcnf.inverse.fit_amortized(value=theta, context=x, **options)` where
-  the library has it; until then a stand-in, `jcnf.ConditionalRealNVP` with
-  spline couplings trained by `jcnf.train.fit` epoch by epoch under the
-  protocol above.
+- jcnf: `jcnf.inverse.fit_amortized(value=theta, context=x, bounds=box)` with
+  its defaults (a spline MAF; see its docstring for the schedule), as a user
+  calls it; `--jcnf-options` passes keyword arguments to try others.
 - flowjax: `flowjax.flows.coupling_flow` with rational-quadratic spline
-  transformers (the same blocks, width, depth, bins and interval [-4, 4]),
-  trained by `flowjax.train.fit_to_data`, whose defaults are the protocol above.
+  transformers (`--blocks` layers of width `--hidden` and depth `--depth`,
+  `--bins` knots on [-`--spline-bound`, `--spline-bound`]), trained by
+  `flowjax.train.fit_to_data` with Adam at `--learning-rate`, batches of
+  `--batch-size`, `--val-fraction` held out, stopping after `--patience`
+  epochs without a better held-out loss (at most `--max-epochs`) and keeping
+  the best parameters: the protocol of sbibm's flow baselines.
 - sbi: skipped unless importable (it needs PyTorch).
 
 Observations are the tasks' evaluation set; the tuning set (see
@@ -40,7 +39,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
-import math
 import os
 import subprocess
 import sys
@@ -63,7 +61,7 @@ TRAINING_SEED = 0  # simulations for training use keys from this seed; observati
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What every estimator is trained and scored with (written to the JSON)."""
+    """The peer's training protocol and the scoring of every estimator (written to the JSON)."""
 
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -102,87 +100,22 @@ class Standardizer:
         return np.asarray(data, np.float64) * self.std + self.mean
 
 
-def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(val_fraction * n)))
-    return order[n_val:], order[:n_val]
-
-
-class FlowPosterior:
-    """A jcnf flow's `.sample(rng, context, num_samples)` -> [num_samples, batch, dim]."""
-
-    def __init__(self, model: jcnf.ConditionalRealNVP, params: dict):
-        self.model, self.params = model, params
-        self._sample = jax.jit(lambda params, rng, context: model.apply({"params": params}, rng, context,
-                                                                          method="sample"))
-
-    def sample(self, rng: jax.Array, context: jax.Array, num_samples: int) -> jax.Array:
-        """Samples [num_samples, batch, dim] for context [batch, x_dim]."""
-        batch = context.shape[0]
-        repeated = jnp.broadcast_to(context[None], (num_samples,) + context.shape).reshape(num_samples * batch, -1)
-        return self._sample(self.params, rng, repeated).reshape(num_samples, batch, -1)
-
-
-def fit_jcnf_standin(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings) -> tuple[Posterior, dict]:
-    """ConditionalRealNVP (spline couplings) by `jcnf.train.fit`, one epoch per call, held-out early stopping."""
-    train_rows, val_rows = _split(len(theta), settings.val_fraction, seed)
-    batch_size = min(settings.batch_size, len(train_rows))
-    batches = jcnf.data.ArrayBatches({"value": theta[train_rows], "context": x[train_rows]}, batch_size, seed=seed)
-    per_epoch = batches.batches_per_epoch
-    model = jcnf.ConditionalRealNVP(blocks=settings.blocks, hidden=settings.hidden, coupling="spline",
-                                    num_bins=settings.bins)
-    example = {"value": theta[train_rows[:batch_size]], "context": x[train_rows[:batch_size]]}
-    state = jcnf.train.create_state(model, jcnf.train.default_optimizer(settings.learning_rate),
-                                    jax.random.PRNGKey(seed), example)
-    step = jcnf.train.mle_step(model)
-    val_value, val_context = jnp.asarray(theta[val_rows]), jnp.asarray(x[val_rows])
-    val_loss = jax.jit(lambda params: -jnp.mean(model.apply({"params": params["flow"]}, val_value, val_context,
-                                                            method="log_prob")))
-    best_loss, best_params, since_best, epochs = math.inf, state.params, 0, 0
-    for epoch in range(settings.max_epochs):
-        # One call per epoch, the epoch's steps in one dispatch; state and step carry over between calls.
-        state, _ = jcnf.train.fit(model, batches, steps=(epoch + 1) * per_epoch, state=state, step_fn=step,
-                                  log_every=per_epoch, progress=False, steps_per_dispatch=per_epoch)
-        epochs = epoch + 1
-        loss = float(val_loss(state.params))
-        if loss < best_loss:
-            # A copy: the next step donates the state's buffers.
-            best_loss, best_params, since_best = loss, jax.tree.map(jnp.copy, state.params), 0
-        else:
-            since_best += 1
-            if since_best > settings.patience:
-                break
-    jax.block_until_ready(best_params)
-    return FlowPosterior(model, best_params["flow"]), {"epochs": epochs, "best_val_loss": best_loss,
-                                                        "steps": int(state.step)}
-
-
-def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, settings: Settings, options: Optional[dict] = None,
+def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, options: Optional[dict] = None,
              bounds: Optional[tuple[np.ndarray, np.ndarray]] = None) -> tuple[Posterior, dict]:
-    """`jcnf.inverse.fit_amortized` where the library has it, else the stand-in.
+    """`jcnf.inverse.fit_amortized` with its defaults (and `options`), as a user calls it.
 
     `bounds` is the prior's box in the z-scored units of `theta`, passed to
-    `fit_amortized` (unless `options` names its own) so it can keep its
-    samples in the support; the stand-in ignores it.
+    `fit_amortized` (unless `options` names its own) so it keeps its samples
+    in the support.
     """
-    fit_amortized = getattr(jcnf.inverse, "fit_amortized", None)
-    if fit_amortized is None:
-        return fit_jcnf_standin(theta, x, seed, settings)
-    # The same budget as the peer (epochs, batch); everything else is fit_amortized's defaults.
-    options = {"max_epochs": settings.max_epochs, "batch_size": settings.batch_size, "seed": seed, **(options or {})}
+    options = {"seed": seed, **(options or {})}
     if bounds is not None:
         options.setdefault("bounds", bounds)
-    posterior = fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
+    posterior = jcnf.inverse.fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
     jax.block_until_ready(jax.tree.leaves(getattr(posterior, "params", None)))
     history = (getattr(posterior, "metadata", None) or {}).get("history", [])
     return posterior, {"epochs": len(history),
                        "best_val_loss": min((row["validation_loss"] for row in history), default=None)}
-
-
-def jcnf_estimator_name() -> str:
-    if getattr(jcnf.inverse, "fit_amortized", None) is not None:
-        return "jcnf.inverse.fit_amortized"
-    return "stand-in: jcnf.train.fit + ConditionalRealNVP(coupling='spline')"
 
 
 class FlowjaxPosterior:
@@ -247,9 +180,9 @@ def sample_in_support(posterior: Posterior, task: Task, rng: jax.Array, context:
 
 
 def run_task(task: Task, budgets: list[int], observations: int, settings: Settings, estimators: list[str],
-             jcnf_options: dict, record: dict, json_path: Optional[str]) -> None:
-    """Trains every estimator at every budget on `task` and scores it on the evaluation observations."""
-    _, x_obs = task.observations(observations, "evaluation")
+             jcnf_options: dict, record: dict, json_path: Optional[str], observation_set: str = "evaluation") -> None:
+    """Trains every estimator at every budget on `task` and scores it on `observation_set`'s observations."""
+    _, x_obs = task.observations(observations, observation_set)
     x_obs = np.asarray(x_obs, np.float64)
     references = []
     for i in range(observations):
@@ -260,7 +193,7 @@ def run_task(task: Task, budgets: list[int], observations: int, settings: Settin
             {"observation": i, "seconds": round(time.perf_counter() - start, 2), **reference.info})
         print(f"{task.name}: reference {i} ({reference.info['method']}) in {time.perf_counter() - start:.1f} s",
               flush=True)
-    fits: dict[str, Callable] = {"jcnf": lambda t, c, s, box: fit_jcnf(t, c, s, settings, jcnf_options, box),
+    fits: dict[str, Callable] = {"jcnf": lambda t, c, s, box: fit_jcnf(t, c, s, jcnf_options, box),
                                  "flowjax": lambda t, c, s, box: fit_flowjax(t, c, s, settings)}
     for budget in budgets:
         prior_key, simulator_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(TRAINING_SEED), budget))
@@ -327,7 +260,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="two_moons,slcp", help=f"comma-separated, of {sorted(TASKS)}")
     parser.add_argument("--budgets", default="1000,10000", help="comma-separated simulation budgets")
-    parser.add_argument("--observations", type=int, default=3, help="evaluation observations per task")
+    parser.add_argument("--observations", type=int, default=3, help="observations per task")
+    parser.add_argument("--observation-set", default="evaluation", choices=["evaluation", "tuning"],
+                        help="report on the evaluation set; choose defaults on the tuning set only")
     parser.add_argument("--estimators", default="jcnf,flowjax,sbi")
     parser.add_argument("--jcnf-options", default="{}", help="JSON keyword arguments for fit_amortized")
     for field in dataclasses.fields(Settings):
@@ -350,14 +285,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
     record = {"benchmark": "npe", "complete": False, "environment": {**environment(), **_versions()},
               "git_commit": _git_commit(),
               "settings": dataclasses.asdict(settings), "tasks": [task.name for task in tasks], "budgets": budgets,
-              "observations": args.observations, "observation_set": "evaluation",
+              "observations": args.observations, "observation_set": args.observation_set,
               "tuning": "none: the settings are sbibm's and the libraries' defaults, chosen on no observation",
-              "jcnf_estimator": jcnf_estimator_name(),
+              "jcnf_estimator": "jcnf.inverse.fit_amortized",
               "jcnf_options": json.loads(args.jcnf_options), "command": " ".join(sys.argv[1:] if argv is None
                                                                                  else argv),
               "references": {}, "results": []}
     for task in tasks:
-        run_task(task, budgets, args.observations, settings, estimators, record["jcnf_options"], record, args.json)
+        run_task(task, budgets, args.observations, settings, estimators, record["jcnf_options"], record, args.json,
+                 args.observation_set)
     record["complete"] = True
     write_json(args.json, record)
     print(npe_table(record))

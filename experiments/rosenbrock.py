@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     posterior = inverse.fit_amortized(np.asarray(x), np.asarray(y), model=jcnf.ConditionalRealNVP(
         blocks=config.model.blocks, hidden=config.model.hidden), batch_size=config.train.batch,
         learning_rate=config.train.lr, max_epochs=config.train.epochs, patience=config.train.patience,
-        seed=config.seed)
+        reductions=config.train.reductions, seed=config.seed)
     if _hosts.is_writer():
         jcnf.save_model(out / "model", posterior)
         epath.Path(_hosts.metrics_file(out, "low_fidelity")).write_text(

@@ -78,7 +78,7 @@ def test_npe_tiny_run_scores_both_estimators_and_writes_the_record(tmp_path, cap
     # One task with an exact reference, 200 simulations, tiny flows, two epochs, one observation.
     record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
                        "--posterior-samples", "300", "--max-epochs", "2", "--batch-size", "64", "--blocks", "2",
-                       "--hidden", "8", "--bins", "4", "--json", str(path)])
+                       "--hidden", "8", "--bins", "4", "--jcnf-options", '{"max_epochs": 2}', "--json", str(path)])
     written = json.loads(path.read_text())
     assert written["complete"] and written["results"] == json.loads(json.dumps(record["results"]))
     assert written["environment"]["device"] and written["environment"]["flowjax"]

@@ -28,7 +28,7 @@ def _tiny(**kwargs):
 def posterior():
     theta, x = _pairs()
     return inverse.fit_amortized(theta, x, model=_tiny(), batch_size=64, max_epochs=60, patience=10,
-                                 learning_rate=3e-3)
+                                 reductions=0, learning_rate=3e-3)
 
 
 def test_samples_follow_the_known_posterior_in_the_users_units(posterior):
@@ -54,8 +54,53 @@ def test_early_stopping_keeps_the_best_epoch(posterior):
     best = posterior.metadata["best_epoch"]
     losses = [record["validation_loss"] for record in history]
     assert losses[best - 1] == min(losses)
-    # Stopped `patience` epochs after the best one, or ran out of epochs.
+    # Without reductions: stopped `patience` epochs after the best one, or ran out of epochs, at one rate.
     assert len(history) == min(best + 10, 60)
+    assert {record["learning_rate"] for record in history} == {3e-3}
+
+
+def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate():
+    # 60 pairs and a high rate: the validation loss stalls within a few epochs, so every reduction is reached.
+    theta, x = _pairs(seed=5, n=60)
+    patience, factor = 2, 0.5
+    trained = inverse.fit_amortized(theta, x, model=_tiny(), batch_size=16, max_epochs=200, patience=patience,
+                                    reductions=2, reduction_factor=factor, learning_rate=3e-2)
+    history = trained.metadata["history"]
+    losses = np.array([record["validation_loss"] for record in history])
+    rates = np.array([record["learning_rate"] for record in history])
+    best = trained.metadata["best_epoch"]
+    assert losses[best - 1] == losses.min()
+    # The rate steps down by `factor`, twice, each time `patience` epochs after the later of the last best epoch
+    # and the last reduction; the run ends `patience` epochs after the last of those.
+    levels = sorted(set(rates.tolist()), reverse=True)
+    np.testing.assert_allclose(levels, [3e-2, 1.5e-2, 7.5e-3], rtol=1e-6)
+    changes = [i for i in range(1, len(rates)) if rates[i] != rates[i - 1]] + [len(rates)]
+    last_change = 0
+    for change in changes:
+        since = max(int(np.argmin(losses[:change])) + 1, last_change)
+        assert change - since == patience, (change, since)
+        last_change = change
+
+
+def test_a_reduction_scales_only_the_rate():
+    from jcnf.inverse.amortized import _optimizer, _scale_learning_rate
+
+    params = {"w": jnp.ones(3)}
+    optimizer = _optimizer(1e-2, clip_norm=1.0)
+    from flax.training import train_state
+
+    state = train_state.TrainState.create(apply_fn=None, params=params, tx=optimizer)
+    state = state.apply_gradients(grads={"w": jnp.array([1.0, -2.0, 0.5])})
+    reduced = _scale_learning_rate(state, 0.25)
+    # Same parameters and Adam moments; the rate, a value in the state, is a quarter (no new optimizer, no
+    # recompilation), so the next step is a quarter as long from the same moments.
+    assert jax.tree.structure(reduced.opt_state) == jax.tree.structure(state.opt_state)
+    np.testing.assert_array_equal(reduced.params["w"], state.params["w"])
+    step = jax.tree.map(lambda a, b: a - b, state.apply_gradients(grads={"w": jnp.ones(3)}).params, state.params)
+    small = jax.tree.map(lambda a, b: a - b, reduced.apply_gradients(grads={"w": jnp.ones(3)}).params,
+                         reduced.params)
+    # Steps of ~2.5e-3 read as differences of float32 parameters near 1 (spacing 6e-8): relative error < 1e-4.
+    np.testing.assert_allclose(small["w"], 0.25 * step["w"], rtol=1e-4)
 
 
 def test_box_bounds_keep_samples_inside_and_the_density_normalized():
@@ -106,7 +151,9 @@ def test_reverse_kl_fine_tunes_a_fit_amortized_posterior_in_the_users_units(post
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"validation_fraction": 0.0}, "`validation_fraction`"), ({"validation_fraction": 1.5}, "`validation_fraction`"),
-    ({"patience": 0}, "`patience`"), ({"bounds": (1.0, -1.0)}, "`bounds`"),
+    ({"patience": 0}, "`patience`"), ({"reductions": -1}, "`reductions`"),
+    ({"reduction_factor": 1.0}, "`reduction_factor`"), ({"reduction_factor": 0.0}, "`reduction_factor`"),
+    ({"bounds": (1.0, -1.0)}, "`bounds`"),
     ({"bounds": (-1.0, 1.0)}, "outside `bounds`")])
 def test_bad_options_raise_naming_the_argument(kwargs, match):
     theta, x = _pairs(n=20)
