@@ -132,6 +132,8 @@ def test_registry_covers_every_property_with_a_reason_for_each_gap():
         assert set(entry.not_applicable) <= set(PROPERTIES), entry.name
         assert all(isinstance(reason, str) and reason for reason in entry.not_applicable.values()), entry.name
     assert np.all([len(entries(prop)) >= 4 for prop in PROPERTIES])
+    # One test checks forward mode and linearize together, so both must apply to the same entries.
+    assert entries("linearize") == entries("forward_mode")
 
 
 # Forward mode ------------------------------------------------------------------
@@ -166,10 +168,20 @@ def _assert_forward_matches_reverse(derivatives):
 
 
 @_ids("forward_mode")
-def test_forward_mode_agrees_with_reverse_mode_in_value_and_context(entry):
+def test_forward_mode_and_linearize_agree_with_reverse_mode_in_value_and_context(entry):
     case = entry.case
     fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
-    _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
+
+    @jax.jit
+    def derivatives(x, tangent):
+        output, linear = jax.linearize(fn, x)
+        return _forward_and_reverse(fn, x, tangent), (output, linear(tangent), fn(x))
+
+    modes, (output, linear, expected_output) = derivatives(x, jnp.cos(3.0 * x))
+    _assert_forward_matches_reverse(modes)
+    # linearize gives the value and the jvp: the same programs evaluated twice, equal up to XLA's fusion choices.
+    chex.assert_trees_all_close(output, expected_output, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(linear, modes[2], atol=1e-5, rtol=1e-5)
 
 
 @_ids("forward_mode_params")
@@ -178,23 +190,6 @@ def test_forward_mode_agrees_with_reverse_mode_in_the_parameters(entry):
     value, context = _one_row(case)
     fn, x = _flat(lambda params: case.apply(params, value, context), case.params)
     _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
-
-
-@_ids("linearize")
-def test_linearize_gives_the_value_and_the_jvp(entry):
-    case = entry.case
-    fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
-    tangent = jnp.cos(3.0 * x)
-
-    @jax.jit
-    def both(x, tangent):
-        output, linear = jax.linearize(fn, x)
-        return output, linear(tangent), fn(x), jax.jvp(fn, (x,), (tangent,))[1]
-
-    output, linear, expected_output, jvp = both(x, tangent)
-    # The same program evaluated twice: equal up to XLA's fusion choices.
-    chex.assert_trees_all_close(output, expected_output, atol=1e-5, rtol=1e-5)
-    chex.assert_trees_all_close(linear, jvp, atol=1e-5, rtol=1e-5)
 
 
 def _log_density(case, value, context):
