@@ -62,10 +62,12 @@ def _opt_out(request, name):
 def brute_force_log_det(fn, x):
     """log|det J| of `fn` at one event `x`, from the dense Jacobian of the flattened map.
 
-    Reverse mode (`jax.jacrev`); `test_registry` checks forward mode against it.
+    Reverse mode (`jax.jacrev`); `test_registry` checks forward mode against it. Compiled, also when
+    called outside `jax.jit`: op by op, a flow's Jacobian would dispatch hundreds of small kernels, each
+    compiled on first use.
     """
     shape = x.shape
-    jac = jax.jacrev(lambda flat: fn(flat.reshape(shape)).reshape(-1))(x.reshape(-1))
+    jac = jax.jit(jax.jacrev(lambda flat: fn(flat.reshape(shape)).reshape(-1)))(x.reshape(-1))
     return jnp.linalg.slogdet(jac)[1]
 
 

@@ -117,7 +117,7 @@ def test_trains_jointly_with_a_flow():
                           new_state.params["dequantizer"], before)
     # One Adam step of lr 1e-2 moves every parameter with a gradient by ~1e-2.
     assert max(jax.tree.leaves(change)) > 1e-3
-    noisy, correction = apply_dequantizer(dequantizer, new_state.params, rng, value, batch)
+    noisy, correction = jax.jit(functools.partial(apply_dequantizer, dequantizer))(new_state.params, rng, value, batch)
     assert float(jnp.min(noisy - value)) >= 0.0 and float(jnp.max(noisy - value)) < 1.0 / NUM_BINS
     assert correction.shape == (4,)
 

@@ -52,10 +52,14 @@ def test_samples_are_finite_on_out_of_distribution_contexts(name):
 
     @jax.jit
     def samples(contexts):
-        return {kind: jnp.stack([model.apply(variables, jax.random.PRNGKey(4), c, t, method="sample_and_log_prob")[0]
-                                 for t in TEMPERATURES]) for kind, c in contexts.items()}
+        # One sampler in the program, looped over every context kind and temperature (a traced scale).
+        def draw(c, t):
+            return model.apply(variables, jax.random.PRNGKey(4), c, t, method="sample_and_log_prob")[0]
+        return jax.lax.map(lambda c: jax.lax.map(lambda t: draw(c, t), jnp.asarray(TEMPERATURES)), contexts)
 
-    for kind, drawn in samples(_contexts(context_shape)).items():
+    contexts = _contexts(context_shape)
+    drawn_by_kind = samples(np.stack(list(contexts.values())))
+    for kind, drawn in zip(contexts, drawn_by_kind, strict=True):
         finite = np.isfinite(np.asarray(drawn)).reshape(len(TEMPERATURES), -1).all(axis=1)
         assert finite.all(), f"{kind}: non-finite samples at T = {np.asarray(TEMPERATURES)[~finite]}"
 

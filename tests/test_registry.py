@@ -132,6 +132,8 @@ def test_registry_covers_every_property_with_a_reason_for_each_gap():
         assert set(entry.not_applicable) <= set(PROPERTIES), entry.name
         assert all(isinstance(reason, str) and reason for reason in entry.not_applicable.values()), entry.name
     assert np.all([len(entries(prop)) >= 4 for prop in PROPERTIES])
+    # One test checks forward mode, linearize and the Hessian together, so all must apply to the same entries.
+    assert entries("linearize") == entries("hessian") == entries("forward_mode")
 
 
 # Forward mode ------------------------------------------------------------------
@@ -166,10 +168,23 @@ def _assert_forward_matches_reverse(derivatives):
 
 
 @_ids("forward_mode")
-def test_forward_mode_agrees_with_reverse_mode_in_value_and_context(entry):
+def test_forward_mode_linearize_and_hessian_agree_with_reverse_mode_in_value_and_context(entry):
     case = entry.case
-    fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
-    _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
+    value, context = _one_row(case)
+    fn, x = _flat(lambda inputs: case.forward(*inputs), (value, context))
+
+    @jax.jit
+    def derivatives(x, tangent, value):
+        output, linear = jax.linearize(fn, x)
+        hessian = jax.hessian(lambda v: _log_density(case, v, context))(value)
+        return _forward_and_reverse(fn, x, tangent), (output, linear(tangent), fn(x)), hessian
+
+    modes, (output, linear, expected_output), hessian = derivatives(x, jnp.cos(3.0 * x), value)
+    _assert_forward_matches_reverse(modes)
+    # linearize gives the value and the jvp: the same programs evaluated twice, equal up to XLA's fusion choices.
+    chex.assert_trees_all_close(output, expected_output, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(linear, modes[2], atol=1e-5, rtol=1e-5)
+    _assert_symmetric(hessian.reshape(value.size, value.size))
 
 
 @_ids("forward_mode_params")
@@ -180,23 +195,6 @@ def test_forward_mode_agrees_with_reverse_mode_in_the_parameters(entry):
     _assert_forward_matches_reverse(jax.jit(_forward_and_reverse, static_argnums=0)(fn, x, jnp.cos(3.0 * x)))
 
 
-@_ids("linearize")
-def test_linearize_gives_the_value_and_the_jvp(entry):
-    case = entry.case
-    fn, x = _flat(lambda inputs: case.forward(*inputs), _one_row(case))
-    tangent = jnp.cos(3.0 * x)
-
-    @jax.jit
-    def both(x, tangent):
-        output, linear = jax.linearize(fn, x)
-        return output, linear(tangent), fn(x), jax.jvp(fn, (x,), (tangent,))[1]
-
-    output, linear, expected_output, jvp = both(x, tangent)
-    # The same program evaluated twice: equal up to XLA's fusion choices.
-    chex.assert_trees_all_close(output, expected_output, atol=1e-5, rtol=1e-5)
-    chex.assert_trees_all_close(linear, jvp, atol=1e-5, rtol=1e-5)
-
-
 def _log_density(case, value, context):
     """The entry's log-density of one row: log N(output) + log-det for a map onto N(0, I), the baselines' log_prob."""
     output, log_det = case.forward(value, context)
@@ -205,12 +203,8 @@ def _log_density(case, value, context):
     return jnp.sum(standard_normal_log_prob(output, output.ndim - 1) + log_det)
 
 
-@_ids("hessian")
-def test_hessian_of_the_log_density_is_finite_and_symmetric(entry):
-    case = entry.case
-    value, context = _one_row(case)
-    size = value.size
-    hessian = jax.jit(jax.hessian(lambda v: _log_density(case, v, context)))(value).reshape(size, size)
+def _assert_symmetric(hessian):
+    """The Hessian of the log-density (forward over reverse) is finite and symmetric."""
     chex.assert_tree_all_finite(hessian)
     # Forward over reverse computes the two triangles by different sums: float32 rounding relative to the
     # largest second derivative.
