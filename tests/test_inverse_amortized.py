@@ -59,7 +59,18 @@ def test_early_stopping_keeps_the_best_epoch(posterior):
     assert {record["learning_rate"] for record in history} == {3e-3}
 
 
-def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate():
+def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate(monkeypatch):
+    from jcnf.inverse import amortized
+
+    epochs = []
+
+    def recording_trainer(model):
+        epoch, validation_loss = trainer(model)
+        epochs.append(epoch)
+        return epoch, validation_loss
+
+    trainer = amortized._trainer
+    monkeypatch.setattr(amortized, "_trainer", recording_trainer)
     # 60 pairs and a high rate: the validation loss stalls within a few epochs, so every reduction is reached.
     theta, x = _pairs(seed=5, n=60)
     patience, factor = 2, 0.5
@@ -80,6 +91,9 @@ def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate():
         since = max(int(np.argmin(losses[:change])) + 1, last_change)
         assert change - since == patience, (change, since)
         last_change = change
+    # The rate is a value in the optimizer state: the epoch compiled once for all three rates.
+    [epoch] = epochs
+    assert epoch._cache_size() == 1
 
 
 def test_a_reduction_scales_only_the_rate():
