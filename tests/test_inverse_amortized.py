@@ -167,6 +167,7 @@ def test_reverse_kl_fine_tunes_a_fit_amortized_posterior_in_the_users_units(post
     ({"validation_fraction": 0.0}, "`validation_fraction`"), ({"validation_fraction": 1.5}, "`validation_fraction`"),
     ({"patience": 0}, "`patience`"), ({"reductions": -1}, "`reductions`"),
     ({"reduction_factor": 1.0}, "`reduction_factor`"), ({"reduction_factor": 0.0}, "`reduction_factor`"),
+    ({"learning_rate": 0.0}, "`learning_rate`"), ({"clip_norm": -1.0}, "`clip_norm`"),
     ({"bounds": (1.0, -1.0)}, "`bounds`"),
     ({"bounds": (-1.0, 1.0)}, "outside `bounds`")])
 def test_bad_options_raise_naming_the_argument(kwargs, match):

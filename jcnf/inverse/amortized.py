@@ -97,13 +97,15 @@ def _optimizer(learning_rate: float, clip_norm: Optional[float]) -> optax.Gradie
 
 def _scale_learning_rate(state: TrainState, factor: float) -> TrainState:
     """`state` with its optimizer's rate multiplied by `factor` (the moments are kept)."""
-    def scale(node: Any) -> Any:
-        if isinstance(node, optax.InjectStatefulHyperparamsState):
-            rate = node.hyperparams["learning_rate"]
-            return node._replace(hyperparams={**node.hyperparams, "learning_rate": rate * factor})
-        return node
+    def is_injected(node: Any) -> bool:
+        return isinstance(node, optax.InjectStatefulHyperparamsState)
 
-    is_injected = lambda node: isinstance(node, optax.InjectStatefulHyperparamsState)  # noqa: E731
+    def scale(node: Any) -> Any:
+        if not is_injected(node):
+            return node
+        return node._replace(hyperparams={**node.hyperparams,
+                                          "learning_rate": node.hyperparams["learning_rate"] * factor})
+
     return state.replace(opt_state=jax.tree.map(scale, state.opt_state, is_leaf=is_injected))
 
 
