@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf.bijectors.coupling import SHIFT_BOUND, soft_bound
+from jcnf.bijectors.spline import RationalQuadraticSpline
 
 # (x [..., D], context [..., F]) -> params [..., D, params_per_dim]; params_i may depend on x_<i only.
 AutoregressiveConditioner = Callable[[Array, Array], Array]
@@ -51,8 +52,7 @@ def elementwise_bijector(transformer: str, params: Array, num_bins: int = 8, bou
         shift, raw = params[..., 0], params[..., 1]
         return distrax.ScalarAffine(shift=soft_bound(shift, SHIFT_BOUND), log_scale=soft_bound(raw, log_scale_bound))
     if transformer == "spline":
-        return distrax.RationalQuadraticSpline(params, range_min=-bound, range_max=bound,
-                                               boundary_slopes="identity")
+        return RationalQuadraticSpline(params, bound)
     raise ValueError(f"`transformer` must be one of {list(TRANSFORMERS)}; got {transformer!r}.")
 
 

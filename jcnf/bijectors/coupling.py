@@ -25,6 +25,8 @@ import distrax
 import jax.numpy as jnp
 from jax import Array
 
+from jcnf.bijectors.spline import RationalQuadraticSpline
+
 Conditioner = Callable[[Array, Array], Array]
 
 
@@ -101,8 +103,7 @@ class ConditionalSplineCoupling(_ConditionalSplitCoupling):
                  event_ndims: int, swap: bool = False, num_bins: int = 8, bound: float = 4.0):
         def inner(params: Array) -> distrax.Bijector:
             params = params.reshape(*params.shape[:-1], -1, 3 * num_bins + 1)
-            return distrax.RationalQuadraticSpline(params, range_min=-bound, range_max=bound,
-                                                   boundary_slopes="identity")
+            return RationalQuadraticSpline(params, bound)
         super().__init__(conditioner, context, split_index, event_ndims, inner, swap)
 
 

@@ -116,24 +116,26 @@ def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def _trainer(model: nn.Module):
-    """Jitted (epoch, validation loss) functions of a state and the device-resident arrays."""
+    """One jitted epoch: a `lax.scan` of optimizer steps over the batches, then the validation loss.
+
+    The validation loss is part of the same program, so the first epoch compiles once for both
+    and each epoch is one dispatch.
+    """
     def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, dict]:
         del rng
         return -jnp.mean(model.apply({"params": params["flow"]}, batch["value"], batch["context"])), {}
 
     @jax.jit
-    def epoch(state: TrainState, value: Array, context: Array, order: Array) -> tuple[TrainState, Array]:
+    def epoch(state: TrainState, value: Array, context: Array, order: Array, validation_value: Array,
+              validation_context: Array) -> tuple[TrainState, Array, Array]:
         def body(state: TrainState, rows: Array) -> tuple[TrainState, Array]:
             state, metrics = apply_loss(state, loss_fn, {"value": value[rows], "context": context[rows]})
             return state, metrics["loss"]
         state, losses = jax.lax.scan(body, state, order)
-        return state, jnp.mean(losses)
+        validation, _ = loss_fn(state.params, None, {"value": validation_value, "context": validation_context})
+        return state, jnp.mean(losses), validation
 
-    @jax.jit
-    def validation_loss(params: dict, value: Array, context: Array) -> Array:
-        return loss_fn(params, None, {"value": value, "context": context})[0]
-
-    return epoch, validation_loss
+    return epoch
 
 
 def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] = None,
@@ -229,7 +231,7 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
     validation_value, validation_context = scaled_value[validation_rows], scaled_context[validation_rows]
     state = create_state(model, optimizer, rng, {"value": train_value[:batch_size],
                                                  "context": train_context[:batch_size]}, mesh=make_mesh([device]))
-    epoch, validation_loss = _trainer(model)
+    epoch = _trainer(model)
     shuffle = np.random.default_rng(seed + 1)
     batches = len(train_rows) // batch_size
 
@@ -239,8 +241,9 @@ def fit_amortized(value: Any, context: Any, *, model: Optional[ConditionalFlow] 
     for index in range(1, max_epochs + 1):
         # Drop the last partial batch, so every epoch has one shape and compiles once.
         order = shuffle.permutation(len(train_rows))[:batches * batch_size].reshape(batches, batch_size)
-        state, train_loss = epoch(state, train_value, train_context, jax.device_put(order, device))
-        loss = float(validation_loss(state.params, validation_value, validation_context))
+        state, train_loss, validation_loss = epoch(state, train_value, train_context, jax.device_put(order, device),
+                                                   validation_value, validation_context)
+        loss = float(validation_loss)
         history.append({"epoch": index, "train_loss": float(train_loss), "validation_loss": loss,
                         "learning_rate": rate})
         bar.update(1)
