@@ -14,7 +14,7 @@ Fitting many observations with one compilation: build
 once and pass `step=step` to each `fit_reverse_kl`.
 """
 
-from jcnf.inverse.amortized import default_posterior_flow, fit_amortized
+from jcnf.inverse.amortized import default_posterior_flows, fit_amortized
 from jcnf.inverse.blur import blur_downsample
 from jcnf.inverse.fit import ReverseKLResult, fit_reverse_kl
 from jcnf.inverse.gaussian_posterior import linear_gaussian_posterior
@@ -29,7 +29,7 @@ from jcnf.inverse.priors import gaussian_log_prob, rosenbrock_log_prob, rosenbro
 from jcnf.inverse.romberg import random_convolution_subsample
 
 __all__ = ["LatentCorrectedFlow", "LinearOperator", "PosteriorStep", "ReverseKLResult", "blur_downsample", "dense",
-           "default_posterior_flow", "fit_amortized", "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood",
+           "default_posterior_flows", "fit_amortized", "fit_reverse_kl", "flow_log_prior", "gaussian_log_likelihood",
            "gaussian_log_prob", "identity", "latent_correction", "linear_gaussian_posterior", "mixed_kl_step",
            "posterior_log_density", "posterior_step", "precondition", "random_convolution_subsample",
            "rosenbrock_log_prob", "rosenbrock_sample", "trainable_mask"]
