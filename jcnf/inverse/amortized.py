@@ -228,7 +228,7 @@ def fit_amortized(value: Any, context: Any, *,
                   model: Optional[Union[ConditionalFlow, Sequence[ConditionalFlow]]] = None,
                   embedding: Optional[nn.Module] = None, bounds: Optional[Sequence[Any]] = None,
                   standardize: bool = True, validation_fraction: float = 0.1, patience: int = 5,
-                  reductions: int = 3, reduction_factor: float = 0.3, max_epochs: int = 500,
+                  reductions: int = 2, reduction_factor: float = 0.2, max_epochs: int = 500,
                   batch_size: int = 128, learning_rate: float = 5e-3, clip_norm: Optional[float] = 5.0,
                   seed: int = 0, progress: bool = False) -> TrainedModel:
     """Trains an amortized posterior q(value | context) on simulated pairs; returns it in the user's units.
