@@ -113,9 +113,14 @@ def fit_jcnf(theta: np.ndarray, x: np.ndarray, seed: int, options: Optional[dict
         options.setdefault("bounds", bounds)
     posterior = jcnf.inverse.fit_amortized(value=jnp.asarray(theta), context=jnp.asarray(x), **options)
     jax.block_until_ready(jax.tree.leaves(getattr(posterior, "params", None)))
-    history = (getattr(posterior, "metadata", None) or {}).get("history", [])
-    return posterior, {"epochs": len(history),
-                       "best_val_loss": min((row["validation_loss"] for row in history), default=None)}
+    metadata = getattr(posterior, "metadata", None) or {}
+    history = metadata.get("history", [])
+    info = {"epochs": len(history),
+            "best_val_loss": min((row["validation_loss"] for row in history), default=None)}
+    if "candidates" in metadata:
+        info["candidates"] = metadata["candidates"]
+        info["chosen"] = metadata["candidates"][metadata["chosen"]]["flow"]
+    return posterior, info
 
 
 class FlowjaxPosterior:

@@ -12,9 +12,9 @@ Promotion policy:
   distributions, dequantizers, metrics) also run under
   `jax.numpy_dtype_promotion("strict")`, so float32 never meets int32 or
   float64 by accident; Python scalars stay weakly typed and are allowed. A
-  test of distrax's rational-quadratic spline, which concatenates int32 and
-  float32 arrays internally, opts out with
-  `@pytest.mark.allow_dtype_promotion("<why>")`.
+  test that calls distrax's rational-quadratic spline (jcnf's own is
+  compared against it), which concatenates int32 and float32 arrays
+  internally, opts out with `@pytest.mark.allow_dtype_promotion("<why>")`.
 """
 
 import os

@@ -37,7 +37,6 @@ def test_vector_affine_coupling_log_det():
     assert_close(log_det[0], expected, atol=1e-4)
 
 
-@pytest.mark.allow_dtype_promotion("distrax's spline concatenates int32 and float32 arrays")
 def test_spline_identity_tails_and_finite_gradients_far_outside():
     context = jnp.zeros((1, 1, 1, 1))
     def loss(scale, x):

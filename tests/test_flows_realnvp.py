@@ -10,7 +10,6 @@ from conftest import assert_close, brute_force_log_det, perturb
 import jcnf
 
 pytestmark = pytest.mark.strict_dtypes
-SPLINE_PROMOTES = pytest.mark.allow_dtype_promotion("distrax's spline concatenates int32 and float32 arrays")
 
 RNG = jax.random.PRNGKey(0)
 
@@ -24,8 +23,8 @@ def _data(batch=64, dim=3, context_dim=2, seed=0):
 
 @pytest.mark.allow_dtype_promotion("optax's Adam raises a Python float to its int32 step count")
 @pytest.mark.parametrize("coupling,mixing,conditioner", [
-    ("affine", "none", "mlp"), pytest.param("spline", "none", "mlp", marks=SPLINE_PROMOTES),
-    pytest.param("spline", "lu", "residual", marks=SPLINE_PROMOTES)])
+    ("affine", "none", "mlp"), ("spline", "none", "mlp"),
+    ("spline", "lu", "residual")])
 def test_eight_layer_realnvp_inverts_at_init_and_after_training(coupling, mixing, conditioner):
     model = jcnf.ConditionalRealNVP(blocks=8, hidden=16, coupling=coupling, mixing=mixing, conditioner=conditioner)
     value, context = _data()
@@ -60,7 +59,7 @@ def test_bad_mixing_or_conditioner_raises_naming_it(kwargs, match):
 
 # The affine coupling with a conditional base is in test_registry.py.
 @pytest.mark.parametrize("coupling,conditional_base", [
-    ("additive", False), pytest.param("spline", True, marks=SPLINE_PROMOTES)])
+    ("additive", False), ("spline", True)])
 def test_log_det_matches_brute_force_jacobian(coupling, conditional_base):
     model = jcnf.ConditionalRealNVP(blocks=3, hidden=8, coupling=coupling, conditional_base=conditional_base)
     value, context = _data(batch=4)
