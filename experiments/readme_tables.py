@@ -276,11 +276,17 @@ def npe() -> str:
                      _load("benchmarks", "results", "npe_cpu_10d.json"))
 
 
+def npe_small_budget() -> str:
+    """Posterior estimation on the CPU at 1,000 simulations, every task, 1,000 C2ST samples."""
+    return npe_table(_load("benchmarks", "results", "npe_cpu_1k.json"))
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "claims": claims,
     "inverse_constant_lr": inverse_constant_lr, "inverse_budgets": inverse_budgets, "superres": superres,
     "vessels": vessels, "glow_throughput": glow_throughput, "memory_depth": memory_depth,
-    "compile_time": compile_time, "dispatch": dispatch, "npe": npe}
+    "compile_time": compile_time, "dispatch": dispatch, "npe": npe,
+    "npe_1k": npe_small_budget}
 
 
 def render(readme: str) -> str:
