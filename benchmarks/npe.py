@@ -14,8 +14,9 @@ are ready (`block_until_ready`), compilation included, as a user waits for it.
 Estimators, on the same simulations and the same clock:
 
 - jcnf: `jcnf.inverse.fit_amortized(value=theta, context=x, bounds=box)` with
-  its defaults (a spline MAF; see its docstring for the schedule), as a user
-  calls it; `--jcnf-options` passes keyword arguments to try others.
+  its defaults (spline and affine MAF candidates; see its docstring for the
+  schedule), as a user calls it; `--jcnf-options` passes keyword arguments
+  to try others.
 - flowjax: `flowjax.flows.coupling_flow` with rational-quadratic spline
   transformers (`--blocks` layers of width `--hidden` and depth `--depth`,
   `--bins` knots on [-`--spline-bound`, `--spline-bound`]), trained by
