@@ -71,7 +71,7 @@ def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate(monkeypatch
 
     trainer = amortized._trainer
     monkeypatch.setattr(amortized, "_trainer", recording_trainer)
-    # 60 pairs and a high rate: the validation loss stalls within a few epochs, so every reduction is reached.
+    # 60 pairs and a high rate: the validation loss stalls within a few epochs, so reductions are reached.
     theta, x = _pairs(seed=5, n=60)
     patience, factor = 2, 0.5
     trained = inverse.fit_amortized(theta, x, model=_tiny(), batch_size=16, max_epochs=200, patience=patience,
@@ -94,15 +94,14 @@ def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate(monkeypatch
         assert change - since == patience, (change, since)
         last_change = change if change < len(rates) else last_change
     assert len(levels) == 3 or best <= last_change
-    # The rate is a value in the optimizer state: the epoch (with its validation loss) compiled once for all
-    # three rates.
+    # The rate is a value in the optimizer state: the epoch (with its validation loss) compiled once for every
+    # rate.
     [epoch] = epochs
     assert epoch._cache_size() == 1
 
 
 def test_candidates_train_side_by_side_and_the_lowest_validation_loss_is_returned():
-    # The posterior is Gaussian: an affine candidate fits it, a spline one of the same size overfits a little
-    # more; whichever wins, the returned flow is the candidate with the lowest best validation loss.
+    # Whichever candidate wins, the returned flow and parameters are those with the lowest best validation loss.
     theta, x = _pairs(seed=6, n=400)
     candidates = (_tiny(transformer="spline", num_bins=4), _tiny(transformer="affine"))
     trained = inverse.fit_amortized(theta, x, model=candidates, batch_size=64, max_epochs=40, patience=3,
@@ -128,6 +127,13 @@ def test_a_single_candidate_in_a_sequence_matches_the_flow_given_alone():
     assert alone.metadata["history"] == listed.metadata["history"]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(listed.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_default_candidates_add_the_affine_flow_from_three_dimensions():
+    from jcnf.inverse import default_posterior_flows
+
+    assert [flow.transformer for flow in default_posterior_flows(2)] == ["spline"]
+    assert [flow.transformer for flow in default_posterior_flows(3)] == ["spline", "affine"]
 
 
 def _run_schedule(losses, patience=2, reductions=3):
@@ -249,7 +255,8 @@ def test_reverse_kl_fine_tunes_a_fit_amortized_posterior_in_the_users_units(post
     ({"reduction_factor": 1.0}, "`reduction_factor`"), ({"reduction_factor": 0.0}, "`reduction_factor`"),
     ({"learning_rate": 0.0}, "`learning_rate`"), ({"clip_norm": -1.0}, "`clip_norm`"),
     ({"bounds": (1.0, -1.0)}, "`bounds`"),
-    ({"bounds": (-1.0, 1.0)}, "outside `bounds`"), ({"model": []}, "`model` must be a flow or a non-empty")])
+    ({"bounds": (-1.0, 1.0)}, "outside `bounds`"), ({"model": []}, "`model` must be a flow or a non-empty"),
+    ({"model": ["spline"]}, "`model` must be a flow or a non-empty")])
 def test_bad_options_raise_naming_the_argument(kwargs, match):
     theta, x = _pairs(n=20)
     with pytest.raises(ValueError, match=match):

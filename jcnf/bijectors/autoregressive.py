@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jcnf.bijectors.coupling import SHIFT_BOUND, soft_bound
-from jcnf.bijectors.spline import RationalQuadraticSpline
+from jcnf.bijectors.spline import RationalQuadraticSpline, spline_param_size
 
 # (x [..., D], context [..., F]) -> params [..., D, params_per_dim]; params_i may depend on x_<i only.
 AutoregressiveConditioner = Callable[[Array, Array], Array]
@@ -34,7 +34,7 @@ def transformer_param_size(transformer: str, num_bins: int = 8) -> int:
     if transformer == "affine":
         return 2
     if transformer == "spline":
-        return 3 * num_bins + 1
+        return spline_param_size(num_bins)
     raise ValueError(f"`transformer` must be one of {list(TRANSFORMERS)}; got {transformer!r}.")
 
 

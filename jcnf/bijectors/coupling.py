@@ -25,7 +25,7 @@ import distrax
 import jax.numpy as jnp
 from jax import Array
 
-from jcnf.bijectors.spline import RationalQuadraticSpline
+from jcnf.bijectors.spline import RationalQuadraticSpline, spline_param_size
 
 Conditioner = Callable[[Array, Array], Array]
 
@@ -102,14 +102,14 @@ class ConditionalSplineCoupling(_ConditionalSplitCoupling):
     def __init__(self, conditioner: Conditioner, context: Array, split_index: int,
                  event_ndims: int, swap: bool = False, num_bins: int = 8, bound: float = 4.0):
         def inner(params: Array) -> distrax.Bijector:
-            params = params.reshape(*params.shape[:-1], -1, 3 * num_bins + 1)
+            params = params.reshape(*params.shape[:-1], -1, spline_param_size(num_bins))
             return RationalQuadraticSpline(params, bound)
         super().__init__(conditioner, context, split_index, event_ndims, inner, swap)
 
 
 def coupling_param_size(kind: str, transformed_size: int, num_bins: int = 8) -> int:
     """Number of conditioner outputs along the split axis for a coupling kind."""
-    sizes = {"affine": 2, "additive": 1, "spline": 3 * num_bins + 1}
+    sizes = {"affine": 2, "additive": 1, "spline": spline_param_size(num_bins)}
     if kind not in sizes:
         raise ValueError(f"`coupling` must be one of {sorted(sizes)}; got {kind!r}.")
     return sizes[kind] * transformed_size

@@ -330,8 +330,9 @@ def fit_amortized(value: Any, context: Any, *,
     validation_value, validation_context = scaled_value[validation_rows], scaled_context[validation_rows]
     example = {"value": train_value[:batch_size], "context": train_context[:batch_size]}
     mesh = make_mesh([device])
-    states = [create_state(m, optimizer, jax.random.fold_in(jax.random.PRNGKey(seed), i) if i else
-                           jax.random.PRNGKey(seed), example, mesh=mesh) for i, m in enumerate(models)]
+    # The first candidate keeps the key a single flow has always had, so a flow given alone trains as before.
+    keys = [jax.random.PRNGKey(seed)] + [jax.random.fold_in(jax.random.PRNGKey(seed), i) for i in range(1, len(models))]
+    states = [create_state(m, optimizer, key, example, mesh=mesh) for m, key in zip(models, keys, strict=True)]
     epoch = _trainer(models)
     shuffle = np.random.default_rng(seed + 1)
     batches = len(train_rows) // batch_size
