@@ -23,16 +23,20 @@ reduction, all but the best stop, and a candidate stops when a finished one
 beats it. With a box prior, the flows model logit-mapped parameters, so
 samples lie inside the box with an exact density.
 
-Each epoch is one jitted `lax.scan` over its batches, gathered on the device
-from the training arrays, for all candidates at once; the host reads one
-validation loss per candidate per epoch. Training runs on one local device:
-simulation budgets fit in its memory, and every process of a multi-process
-job then trains the same model on the same pairs, whatever the number of
-devices.
+Each candidate's epoch is one jitted `lax.scan` over its batches, gathered on
+the device from the training arrays, followed by its validation loss; the host
+reads one validation loss per candidate per epoch. The epochs are compiled
+ahead of time, concurrently with each other and with the initializations
+(compilation is single-threaded and most of a small fit's set-up, so a
+multi-core CPU overlaps them); the active candidates' epochs then run one
+after the other. Training runs on one local device: simulation budgets fit
+in its memory, and every process of a multi-process job then trains the same
+model on the same pairs, whatever the number of devices.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -142,45 +146,49 @@ def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
     return order[held_out:], order[:held_out]
 
 
-def _trainer(models: Sequence[nn.Module]):
-    """One jitted epoch for all candidates: a `lax.scan` of optimizer steps, then validation losses.
+def _trainer(model: nn.Module):
+    """One candidate's jitted epoch: a `lax.scan` of optimizer steps, then the validation loss.
 
-    The candidates see the same batches, each with its own parameters and optimizer state; a candidate
-    whose `active` flag is off keeps its state (with several candidates, `lax.cond` skips its step). The
-    validation losses are part of the same program, so the first epoch compiles once for everything and
-    each epoch is one dispatch.
+    The validation loss is part of the same program, so an epoch is one dispatch. `fit_amortized` compiles
+    it ahead of time, once per candidate (the rate is a value in the optimizer state, so a reduction needs
+    no recompile).
     """
-    def make_loss(model: nn.Module):
-        def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, dict]:
-            del rng
-            return -jnp.mean(model.apply({"params": params["flow"]}, batch["value"], batch["context"])), {}
-        return loss_fn
-
-    losses = [make_loss(model) for model in models]
-
-    def step(loss_fn, state: TrainState, batch: dict) -> tuple[TrainState, Array]:
-        state, metrics = apply_loss(state, loss_fn, batch)
-        return state, metrics["loss"]
+    def loss_fn(params: dict, rng: Array, batch: dict) -> tuple[Array, dict]:
+        del rng
+        return -jnp.mean(model.apply({"params": params["flow"]}, batch["value"], batch["context"])), {}
 
     @jax.jit
-    def epoch(states: tuple, active: Array, value: Array, context: Array, order: Array, validation_value: Array,
-              validation_context: Array) -> tuple[tuple, Array, Array]:
-        def body(states: tuple, rows: Array) -> tuple[tuple, Array]:
-            batch = {"value": value[rows], "context": context[rows]}
-            if len(states) == 1:
-                state, loss = step(losses[0], states[0], batch)
-                return (state,), loss[None]
-            stepped = [jax.lax.cond(on, lambda s, f=loss_fn: step(f, s, batch),
-                                    lambda s: (s, jnp.zeros((), jnp.float32)), state)
-                       for loss_fn, state, on in zip(losses, states, active, strict=True)]
-            return tuple(state for state, _ in stepped), jnp.stack([loss for _, loss in stepped])
-        states, train_losses = jax.lax.scan(body, tuple(states), order)
-        validation = {"value": validation_value, "context": validation_context}
-        validation_losses = jnp.stack([loss_fn(state.params, None, validation)[0]
-                                       for loss_fn, state in zip(losses, states, strict=True)])
-        return states, jnp.mean(train_losses, axis=0), validation_losses
+    def epoch(state: TrainState, value: Array, context: Array, order: Array, validation_value: Array,
+              validation_context: Array) -> tuple[TrainState, Array, Array]:
+        def body(state: TrainState, rows: Array) -> tuple[TrainState, Array]:
+            state, metrics = apply_loss(state, loss_fn, {"value": value[rows], "context": context[rows]})
+            return state, metrics["loss"]
+        state, train_losses = jax.lax.scan(body, state, order)
+        validation_loss, _ = loss_fn(state.params, None, {"value": validation_value, "context": validation_context})
+        return state, jnp.mean(train_losses), validation_loss
 
     return epoch
+
+
+def _prepare(models: Sequence[nn.Module], optimizer: optax.GradientTransformation, keys: Sequence[Array],
+             example: dict, mesh: Any, data: tuple) -> tuple[list, list]:
+    """Each candidate's initial state and compiled epoch, built concurrently.
+
+    Compilation is single-threaded and most of a small fit's set-up; here the initializations and the
+    epochs' compilations (lowered from the states' shapes, so they need not wait for them) run on a thread
+    each, which a multi-core CPU overlaps.
+    """
+    def initial_state(model: nn.Module, key: Array) -> TrainState:
+        return create_state(model, optimizer, key, example, mesh=mesh)
+
+    def compiled_epoch(model: nn.Module, key: Array):
+        shapes = jax.eval_shape(lambda: initial_state(model, key))
+        return _trainer(model).lower(shapes, *data).compile()
+
+    with ThreadPoolExecutor(max_workers=2 * len(models)) as pool:
+        states = [pool.submit(initial_state, m, k) for m, k in zip(models, keys, strict=True)]
+        epochs = [pool.submit(compiled_epoch, m, k) for m, k in zip(models, keys, strict=True)]
+        return [f.result() for f in states], [f.result() for f in epochs]
 
 
 def _drop_losers(schedules: list) -> None:
@@ -332,26 +340,29 @@ def fit_amortized(value: Any, context: Any, *,
     mesh = make_mesh([device])
     # The first candidate keeps the key a single flow has always had, so a flow given alone trains as before.
     keys = [jax.random.PRNGKey(seed)] + [jax.random.fold_in(jax.random.PRNGKey(seed), i) for i in range(1, len(models))]
-    states = [create_state(m, optimizer, key, example, mesh=mesh) for m, key in zip(models, keys, strict=True)]
-    epoch = _trainer(models)
     shuffle = np.random.default_rng(seed + 1)
     batches = len(train_rows) // batch_size
+    # Every epoch's order has this shape: the programs compile for it once.
+    order_shape = jax.ShapeDtypeStruct((batches, batch_size), jnp.int32)
+    states, epochs = _prepare(models, optimizer, keys, example, mesh,
+                              (train_value, train_context, order_shape, validation_value, validation_context))
 
     schedules = [_Schedule(state, learning_rate) for state in states]
     bar = progress_bar(max_epochs, disable=not progress)
     for index in range(1, max_epochs + 1):
         # Drop the last partial batch, so every epoch has one shape and compiles once.
         order = shuffle.permutation(len(train_rows))[:batches * batch_size].reshape(batches, batch_size)
-        active = jax.device_put(np.array([not schedule.done for schedule in schedules]), device)
-        new_states, train_losses, validation_losses = epoch(tuple(states), active, train_value, train_context,
-                                                            jax.device_put(order, device), validation_value,
-                                                            validation_context)
-        train_losses, validation_losses = np.asarray(train_losses), np.asarray(validation_losses)
-        bar.update(1)
+        order = jax.device_put(order.astype(np.int32), device)
         for i, schedule in enumerate(schedules):
-            if not schedule.done:
-                states[i] = schedule.update(index, new_states[i], float(train_losses[i]), float(validation_losses[i]),
-                                            patience, reductions, reduction_factor)
+            if schedule.done:
+                continue
+            # One candidate at a time: reading its losses waits for its epoch before the next one starts.
+            # Small programs running at once on a CPU slow each other down more than they gain.
+            new_state, train_loss, validation_loss = epochs[i](states[i], train_value, train_context, order,
+                                                               validation_value, validation_context)
+            states[i] = schedule.update(index, new_state, float(train_loss), float(validation_loss), patience,
+                                        reductions, reduction_factor)
+        bar.update(1)
         _drop_losers(schedules)
         if all(schedule.done for schedule in schedules):
             break
