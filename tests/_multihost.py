@@ -28,13 +28,14 @@ def experiment_command(module: str, config: str, out: Path, distributed: str) ->
             "--distributed", distributed]
 
 
-def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke",
-                        timeout: float = 300.0) -> tuple[Path, Path]:
+def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke", timeout: float = 300.0,
+                        single_env: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Runs `experiments.<module>` both ways; returns the single run's and process 0's output directories.
 
     Asserts that every process exited cleanly, that process 0 wrote
     results.json and config.json, and that process 1 (given its own output
-    directory) wrote nothing.
+    directory) wrote nothing. `single_env` adds environment variables to the
+    single run's.
     """
     # All three processes start together: the pair's processes wait on each other at every collective,
     # and the single run fills those gaps.
@@ -42,7 +43,7 @@ def run_single_and_pair(module: str, tmp_path: Path, config: str = "smoke",
     port = free_port()
     outs = [tmp_path / f"process{i}" for i in range(2)]
     procs = [subprocess.Popen(experiment_command(module, config, single, "off"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=subprocess_env(4))]
+                              stderr=subprocess.STDOUT, text=True, env=subprocess_env(4, **(single_env or {})))]
     job = dict(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JCNF_NUM_PROCESSES="2")
     procs += [subprocess.Popen(experiment_command(module, config, outs[i], "auto"), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True,

@@ -1,14 +1,20 @@
 """XLA flags and environment of the test processes: the pytest process and the subprocesses tests start.
 
 The suite compiles hundreds of tiny programs, so compile time dominates it.
-`--xla_backend_optimization_level=0` lowers only LLVM's optimization of the
-generated CPU code: XLA's own HLO passes (fusion, layout) still run. The
-machine code differs (no fused multiply-adds or vectorized loops), so results
-can differ from a default-level run in the last float32 bits; trained
+Two flags cut it without touching XLA's HLO passes (fusion, layout):
+
+* `--xla_backend_optimization_level=0` lowers only LLVM's optimization of the
+  generated CPU code. On tiny test shapes it cuts compile time 2-3x.
+* `--xla_cpu_use_fusion_emitters=false` emits each fusion's loops directly
+  to LLVM IR instead of through XLA's MLIR fusion emitters, whose lowering
+  pipeline costs more than the fusion it compiles. It roughly halves the
+  remaining compile time (the seismic smoke run's compilations: 45 s -> 17 s).
+
+The machine code differs (no fused multiply-adds or vectorized loops), so results
+can differ from a default run in the last float32 bits; trained
 figures drift by more (the seismic smoke run's SNRs moved by ~1e-3
 relative). Every tolerance in the tests is stated for float32 rounding, and
-the committed result files come from default-level runs. On tiny test
-shapes the flag cuts compile time 2-3x.
+the committed result files come from default runs.
 """
 
 from __future__ import annotations
@@ -16,14 +22,13 @@ from __future__ import annotations
 import os
 import socket
 
-FAST_COMPILE = "--xla_backend_optimization_level=0"
+FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 
 
 def xla_flags(devices: int | None = None, base: str = "") -> str:
-    """`base` plus the fast-compile flag and, if given, `devices` fake host devices."""
+    """`base` plus the fast-compile flags and, if given, `devices` fake host devices."""
     flags = base.split()
-    if FAST_COMPILE not in flags:
-        flags.append(FAST_COMPILE)
+    flags += [flag for flag in FAST_COMPILE if flag not in flags]
     if devices is not None:
         flags = [f for f in flags if not f.startswith("--xla_force_host_platform_device_count")]
         flags.append(f"--xla_force_host_platform_device_count={devices}")

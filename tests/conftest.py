@@ -30,6 +30,44 @@ from tests._xla import xla_flags
 # Before any test touches a backend (XLA reads its flags when the CPU client starts).
 os.environ["XLA_FLAGS"] = xla_flags(base=os.environ.get("XLA_FLAGS", ""))
 
+# The longest tests, longest first (seconds, measured with one pytest process on a loaded 2-core machine): they
+# start before the rest, so that under `pytest -n 2` the two workers end together instead of one finishing a
+# long test alone.
+LONGEST_FIRST = (
+    "tests/test_experiments_seismic.py::test_seismic_smoke_one_and_two_processes",  # 165
+    "tests/test_experiments_superres.py::test_superres_smoke_one_and_two_processes_then_resumes",  # 95
+    "tests/test_experiments_demo.py::test_demo_learns_the_ring_on_one_and_two_processes",  # 95
+    "tests/test_experiments_rosenbrock.py::test_rosenbrock_smoke_one_and_two_processes",  # 90
+    "tests/test_experiments_vessels.py::test_vessels_smoke_one_and_two_processes",  # 60
+    "tests/test_readme.py::test_readme_training_example_runs",  # 21
+    "tests/test_inverse_fit_two_processes.py::test_two_processes_train_on_the_same_latents_as_one",  # 17
+    "tests/test_train_checkpoint.py::test_processes_restore_the_same_step_when_one_cannot_read_the_newest",  # 17
+    "tests/test_train_checkpoint.py::test_killed_run_resumes_from_its_last_checkpoint",  # 14
+    "tests/test_dequantize_variational.py::test_trains_jointly_with_a_flow",  # 14
+    "tests/test_benchmarks.py::test_npe_tiny_run_scores_both_estimators_and_writes_the_record",  # 12
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Moves the tests of LONGEST_FIRST to the front, in its order; the others keep theirs."""
+    rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's load scheduling, handing each worker one test at a time, in the collection order.
+
+    By default a worker is sent tests in chunks; one at a time, no long test waits in one worker's queue
+    while the other worker runs out of work. Left to xdist under other `--dist` modes, an explicit
+    `--maxschedchunk`, or an xdist without that option.
+    """
+    from xdist.scheduler import LoadScheduling
+
+    if config.getoption("dist") != "load" or getattr(config.option, "maxschedchunk", 0) is not None:
+        return None
+    config.option.maxschedchunk = 1
+    return LoadScheduling(config, log)
+
 
 def pytest_configure(config):
     config.addinivalue_line(

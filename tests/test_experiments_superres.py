@@ -77,7 +77,11 @@ def _records(path):
 
 
 def test_superres_smoke_one_and_two_processes_then_resumes(tmp_path):
-    single, pair = run_single_and_pair("superres", tmp_path)
+    # The rerun below compiles the same programs as the single run: it reads them from the single run's
+    # compilation cache (every program cached, however fast it compiled).
+    cache = dict(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "compilation_cache"),
+                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    single, pair = run_single_and_pair("superres", tmp_path, single_env=cache)
     results = json.loads((single / "results.json").read_text())
     assert (single / "samples.png").stat().st_size > 1000
     assert (single / "model" / "model.json").is_file() and (pair / "model" / "model.json").is_file()
@@ -111,7 +115,7 @@ def test_superres_smoke_one_and_two_processes_then_resumes(tmp_path):
     before = {name: _records(single / f"{name}_metrics.jsonl") for name in ("cnf", "baseline")}
     assert [r["step"] for r in before["cnf"]] == [1, 2, 3, 4]
     done = subprocess.run(experiment_command("superres", "smoke", single, "off") + ["--config.train.steps=6"],
-                          timeout=300, cwd=ROOT, env=subprocess_env(4), capture_output=True, text=True)
+                          timeout=300, cwd=ROOT, env=subprocess_env(4, **cache), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in ("cnf", "baseline"):
         after = _records(single / f"{name}_metrics.jsonl")
