@@ -176,7 +176,7 @@ def _prepare(models: Sequence[nn.Module], optimizer: optax.GradientTransformatio
     The initializations run on a second thread while the epochs compile (lowered from the states' shapes,
     so they need not wait for them). On a 2-core CPU this took 3.6 s against 4.0 s one after the other for
     the 2-D spline MAF, and 6.6 s against 7.1 s for the 10-D spline and affine MAFs; more threads gained
-    nothing (two compilations at once each took about 1.6 times as long).
+    nothing (two compilations at once each took 1.4 to 1.7 times as long).
     """
     def initial_state(model: nn.Module, key: Array) -> TrainState:
         return create_state(model, optimizer, key, example, mesh=mesh)
