@@ -59,6 +59,33 @@ def test_early_stopping_keeps_the_best_epoch(posterior):
     assert {record["learning_rate"] for record in history} == {3e-3}
 
 
+@pytest.mark.parametrize("ema_decay", [0.9, None])
+def test_the_returned_parameters_are_the_ones_validated(ema_decay):
+    # With an average, the validated (and returned) parameters are the average, not the last iterate: the
+    # returned flow's loss on the held-out rows must be the best validation loss of the history.
+    theta, x = _pairs(n=200)
+    trained = inverse.fit_amortized(theta, x, model=_tiny(), batch_size=32, max_epochs=8, patience=2,
+                                    reductions=1, learning_rate=1e-2, ema_decay=ema_decay, seed=3)
+    _, held_out = inverse.amortized._split(len(theta), 0.1, np.random.default_rng(3))
+    s = trained.standardization
+    value = ((theta[held_out] - s.value_loc) / s.value_scale).astype(np.float32)
+    context = ((x[held_out] - s.context_loc) / s.context_scale).astype(np.float32)
+    loss = -float(jnp.mean(trained.model.apply({"params": trained.params}, value, context)))
+    best = min(record["validation_loss"] for record in trained.metadata["history"])
+    assert trained.metadata["ema_decay"] == ema_decay
+    np.testing.assert_allclose(loss, best, rtol=1e-5, atol=1e-5)
+
+
+def test_the_average_validates_better_than_the_iterates_at_a_high_rate():
+    # At a rate high enough for the iterates to wander, their average has the lower validation loss.
+    theta, x = _pairs(n=400)
+    options = dict(model=_tiny(), batch_size=16, max_epochs=12, patience=12, reductions=0, learning_rate=3e-2)
+    averaged = inverse.fit_amortized(theta, x, ema_decay=0.95, **options)
+    iterates = inverse.fit_amortized(theta, x, ema_decay=None, **options)
+    best = [min(r["validation_loss"] for r in t.metadata["history"]) for t in (averaged, iterates)]
+    assert best[0] < best[1], best
+
+
 def test_each_reduction_restarts_from_the_best_epoch_at_a_lower_rate(monkeypatch):
     from jcnf.inverse import amortized
 
@@ -264,6 +291,7 @@ def test_reverse_kl_fine_tunes_a_fit_amortized_posterior_in_the_users_units(post
     ({"patience": 0}, "`patience`"), ({"reductions": -1}, "`reductions`"),
     ({"reduction_factor": 1.0}, "`reduction_factor`"), ({"reduction_factor": 0.0}, "`reduction_factor`"),
     ({"learning_rate": 0.0}, "`learning_rate`"), ({"clip_norm": -1.0}, "`clip_norm`"),
+    ({"ema_decay": 1.0}, "`ema_decay`"), ({"ema_decay": 0.0}, "`ema_decay`"),
     ({"bounds": (1.0, -1.0)}, "`bounds`"),
     ({"bounds": (-1.0, 1.0)}, "outside `bounds`"), ({"model": []}, "`model` must be a flow or a non-empty"),
     ({"model": ["spline"]}, "`model` must be a flow or a non-empty")])

@@ -9,15 +9,24 @@ three dimensions up, an affine MAF, side by side on the same batches) by
 maximum likelihood with Adam, starting at a high learning rate; the
 candidate with the lowest validation loss is returned.
 
+Every step also updates an exponential moving average of the parameters
+(`ema_decay`; by default over about two epochs' steps, at most the last 100).
+The average is what is validated, kept and returned: at a high rate the
+iterates wander from batch to batch, their validation loss jumps by tenths
+of a nat between epochs, and whether one epoch looks best is chance; their
+average is both better and smooth. On the benchmark's five tasks at 10,000
+simulations it lowered the held-out loss of fresh simulations by 0.02 to
+0.12 nats per row and, on four of them, its spread over seeds.
+
 Whenever a candidate's validation loss has not improved for `patience`
 epochs, its training goes back to its best parameters (and their optimizer
 state) and continues at `reduction_factor` times the rate; after
 `reductions` reductions, the next `patience` epochs without improvement end
 it, and the best parameters are kept; so does a reduction after which the
-loss never improved. A high rate finds sharp posteriors
-(two moons' crescents) in few epochs; the reductions, each from the best
-point so far, stop the overfitting that a constant high rate brings where
-data are scarce for the dimension (10-D Gaussians at 10,000 simulations).
+loss never improved. A high rate finds sharp posteriors (two moons'
+crescents) in few epochs; the reduction, from the best point so far, stops
+the overfitting that a constant high rate brings where data are scarce for
+the dimension (10-D Gaussians at 10,000 simulations).
 Candidates that are not expected to win stop early: once each has had a
 reduction, all but the best stop, and a candidate stops when a finished one
 beats it. With a box prior, the flows model logit-mapped parameters, so
@@ -54,6 +63,11 @@ from jcnf.sharding import make_mesh
 
 # The train package's public names: their modules move as the engine grows, these stay.
 from jcnf.train import TrainState, apply_loss, create_state
+
+# `ema_decay="auto"` averages over two epochs' steps, and over at most about 100 steps: at 1,000 simulations
+# (7 steps per epoch) a longer average lagged behind the overfitting of 10-D posteriors, while at 10,000 the
+# cap is reached and the average is over the last 1.4 epochs.
+MAX_EMA_DECAY = 0.99
 
 
 def default_posterior_flows(value_dim: int, embedding: Optional[nn.Module] = None) -> tuple[ConditionalFlow, ...]:
@@ -163,14 +177,16 @@ def _trainer(model: nn.Module):
             state, metrics = apply_loss(state, loss_fn, {"value": value[rows], "context": context[rows]})
             return state, metrics["loss"]
         state, train_losses = jax.lax.scan(body, state, order)
-        validation_loss, _ = loss_fn(state.params, None, {"value": validation_value, "context": validation_context})
+        # The moving average when the state keeps one: it is what is kept and returned.
+        params = state.params_for(use_ema=state.ema_params is not None)
+        validation_loss, _ = loss_fn(params, None, {"value": validation_value, "context": validation_context})
         return state, jnp.mean(train_losses), validation_loss
 
     return epoch
 
 
 def _prepare(models: Sequence[nn.Module], optimizer: optax.GradientTransformation, keys: Sequence[Array],
-             example: dict, mesh: Any, data: tuple) -> tuple[list, list]:
+             example: dict, mesh: Any, data: tuple, ema_decay: Optional[float] = None) -> tuple[list, list]:
     """Each candidate's initial state and compiled epoch.
 
     The initializations run on a second thread while the epochs compile (lowered from the states' shapes,
@@ -179,7 +195,7 @@ def _prepare(models: Sequence[nn.Module], optimizer: optax.GradientTransformatio
     nothing (two compilations at once each took 1.4 to 1.7 times as long).
     """
     def initial_state(model: nn.Module, key: Array) -> TrainState:
-        return create_state(model, optimizer, key, example, mesh=mesh)
+        return create_state(model, optimizer, key, example, mesh=mesh, ema_decay=ema_decay)
 
     def compiled_epoch(model: nn.Module, key: Array):
         shapes = jax.eval_shape(lambda: initial_state(model, key))
@@ -236,10 +252,11 @@ class _Schedule:
 def fit_amortized(value: Any, context: Any, *,
                   model: Optional[Union[ConditionalFlow, Sequence[ConditionalFlow]]] = None,
                   embedding: Optional[nn.Module] = None, bounds: Optional[Sequence[Any]] = None,
-                  standardize: bool = True, validation_fraction: float = 0.1, patience: int = 5,
-                  reductions: int = 2, reduction_factor: float = 0.2, max_epochs: int = 500,
+                  standardize: bool = True, validation_fraction: float = 0.1, patience: int = 3,
+                  reductions: int = 1, reduction_factor: float = 0.2, max_epochs: int = 500,
                   batch_size: int = 128, learning_rate: float = 5e-3, clip_norm: Optional[float] = 5.0,
-                  seed: int = 0, progress: bool = False) -> TrainedModel:
+                  seed: int = 0, progress: bool = False,
+                  ema_decay: Union[float, str, None] = "auto") -> TrainedModel:
     """Trains an amortized posterior q(value | context) on simulated pairs; returns it in the user's units.
 
     Args:
@@ -272,6 +289,11 @@ def fit_amortized(value: Any, context: Any, *,
       clip_norm: clip gradients to this global norm; None disables clipping.
       seed: seeds the split, the initialization and the shuffling.
       progress: show a progress bar over epochs.
+      ema_decay: the per-step decay of the parameters' exponential moving
+        average, which is validated, kept and returned: "auto" (an average
+        over about two epochs' steps, at most 100: 1 - 1 / (2 * steps per
+        epoch), capped at 0.99), a number in (0, 1), or None to validate and
+        return the iterates themselves.
 
     Returns:
       A `jcnf.TrainedModel` holding the flow, the parameters of the epoch with
@@ -288,7 +310,7 @@ def fit_amortized(value: Any, context: Any, *,
     Raises:
       ValueError: naming the argument, for shapes, non-finite data, a
         validation fraction outside (0, 1), patience < 1, reductions < 0, a
-        reduction factor outside (0, 1), or bounds with
+        reduction factor or an `ema_decay` outside (0, 1), or bounds with
         lower >= upper or rows outside them.
     """
     value_np = np.asarray(value, np.float64)
@@ -305,6 +327,9 @@ def fit_amortized(value: Any, context: Any, *,
     _checks.check_int("reductions", reductions, minimum=0)
     if not 0.0 < reduction_factor < 1.0:
         raise ValueError(f"`reduction_factor` must be in (0, 1); got {reduction_factor}.")
+    if not (ema_decay is None or ema_decay == "auto" or (isinstance(ema_decay, (int, float))
+                                                         and 0.0 < ema_decay < 1.0)):
+        raise ValueError(f"`ema_decay` must be \"auto\", None (no average) or in (0, 1); got {ema_decay!r}.")
     _checks.check_int("max_epochs", max_epochs)
     _checks.check_int("batch_size", batch_size)
     for name, array in (("value", value_np), ("context", context_np)):
@@ -343,10 +368,13 @@ def fit_amortized(value: Any, context: Any, *,
     keys = [jax.random.PRNGKey(seed)] + [jax.random.fold_in(jax.random.PRNGKey(seed), i) for i in range(1, len(models))]
     shuffle = np.random.default_rng(seed + 1)
     batches = len(train_rows) // batch_size
+    if ema_decay == "auto":
+        ema_decay = min(MAX_EMA_DECAY, 1.0 - 1.0 / (2 * batches))
     # Every epoch's order has this shape: the programs compile for it once.
     order_shape = jax.ShapeDtypeStruct((batches, batch_size), jnp.int32)
     states, epochs = _prepare(models, optimizer, keys, example, mesh,
-                              (train_value, train_context, order_shape, validation_value, validation_context))
+                              (train_value, train_context, order_shape, validation_value, validation_context),
+                              ema_decay)
 
     schedules = [_Schedule(state, learning_rate) for state in states]
     bar = progress_bar(max_epochs, disable=not progress)
@@ -374,10 +402,11 @@ def fit_amortized(value: Any, context: Any, *,
     standardization = Standardization(value_loc, value_scale, context_loc, context_scale) if standardize else None
     metadata = {"history": best.history, "best_epoch": best.best_epoch, "validation_fraction": validation_fraction,
                 "patience": patience, "reductions": reductions, "reduction_factor": reduction_factor,
-                "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "chosen": chosen,
+                "batch_size": batch_size, "learning_rate": learning_rate, "ema_decay": ema_decay, "seed": seed,
+                "chosen": chosen,
                 "candidates": [{"flow": _describe(m), "best_validation_loss": schedule.best_loss,
                                 "best_epoch": schedule.best_epoch, "epochs": len(schedule.history)}
                                for m, schedule in zip(models, schedules, strict=True)]}
-    return TrainedModel(model, jax.device_get(best.best_state.params["flow"]), standardization=standardization,
-                        bounds=box, metadata=metadata, value_shape=value_np.shape[1:],
-                        context_shape=context_np.shape[1:])
+    params = best.best_state.params_for(use_ema=ema_decay is not None)["flow"]
+    return TrainedModel(model, jax.device_get(params), standardization=standardization, bounds=box,
+                        metadata=metadata, value_shape=value_np.shape[1:], context_shape=context_np.shape[1:])
