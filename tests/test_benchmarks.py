@@ -114,11 +114,17 @@ def test_npe_trains_jcnf_by_fit_amortized_when_the_library_has_it(tmp_path, monk
         calls.append(kwargs)
         return StandardNormal()
 
-    monkeypatch.setattr(jcnf.inverse, "fit_amortized", fit_amortized, raising=False)
+    events = []
+    clear_caches = jax.clear_caches
+    monkeypatch.setattr(jax, "clear_caches", lambda: (events.append("clear"), clear_caches())[1])
+    monkeypatch.setattr(jcnf.inverse, "fit_amortized", lambda **kwargs: (events.append("fit"),
+                                                                        fit_amortized(**kwargs))[1], raising=False)
     record = npe.main(["--tasks", "gaussian_mixture", "--budgets", "200", "--observations", "1",
                        "--posterior-samples", "100", "--estimators", "jcnf", "--jcnf-options", '{"patience": 3}',
                        "--json", str(tmp_path / "npe.json")])
     [call] = calls
+    # Every fit starts from cleared caches, so its time includes its compilation.
+    assert events == ["clear", "fit"]
     assert call["value"].shape == (200, 2) and call["context"].shape == (200, 2) and call["patience"] == 3
     # The data arrive z-scored, and the prior's box [-10, 10]^2 in the same units.
     np.testing.assert_allclose(np.mean(call["value"], 0), 0, atol=1e-5)
