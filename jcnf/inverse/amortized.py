@@ -300,8 +300,9 @@ def fit_amortized(value: Any, context: Any, *,
         return the iterates themselves.
 
     Returns:
-      A `jcnf.TrainedModel` holding the flow, the parameters of the epoch with
-      the best validation loss, the `Standardization` and the bounds;
+      A `jcnf.TrainedModel` holding the flow, the parameters (their moving
+      average unless `ema_decay` is None) of the epoch with the best
+      validation loss, the `Standardization` and the bounds;
       `posterior.sample(rng, x_obs, num_samples=n)` gives [n, batch, d] and
       `posterior.log_prob(theta, x)` [batch], both in the user's units. Its
       metadata records the per-epoch losses and rates ("history", nats per row
