@@ -190,7 +190,7 @@ def _trainer(model: nn.Module):
 
 
 def _prepare(models: Sequence[nn.Module], optimizer: optax.GradientTransformation, keys: Sequence[Array],
-             example: dict, mesh: Any, data: tuple, ema_decay: Optional[float] = None) -> tuple[list, list]:
+             example: dict, mesh: Any, data: tuple, ema_decay: Optional[float]) -> tuple[list, list]:
     """Each candidate's initial state and compiled epoch.
 
     The initializations run on a second thread while the epochs compile (lowered from the states' shapes,
